@@ -1,0 +1,26 @@
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.db import transaction
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from .models import Role
+
+
+@transaction.atomic
+def user_register(*, username: str, email: str, password: str, first_name: str = "", last_name: str = ""):
+    """Create a self-registered account. Self-registration always gives the `user` role."""
+    User = get_user_model()
+    user = User(username=username, email=email, first_name=first_name, last_name=last_name, role=Role.USER)
+    validate_password(password, user)
+    user.set_password(password)
+    user.save()
+    return user
+
+
+def user_issue_tokens(*, user) -> dict:
+    refresh = RefreshToken.for_user(user)
+    return {"access": str(refresh.access_token), "refresh": str(refresh)}
+
+
+def token_blacklist(*, refresh: str) -> None:
+    RefreshToken(refresh).blacklist()

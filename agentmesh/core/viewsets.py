@@ -1,0 +1,57 @@
+"""The one base viewset every domain API builds on."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from .permissions import RoleObjectPermission, permitted_queryset
+from .serializers import ShareRequestSerializer, SharesSerializer
+from .sharing import object_share, object_shares
+
+
+class OwnedModelViewSet(viewsets.ModelViewSet):
+    """CRUD over an owned model, scoped to what the requesting user may see.
+
+    Subclasses set `queryset`, `serializer_class`, `filterset_class` (or `filterset_fields`),
+    `search_fields`, `ordering_fields`, and optionally `object_actions` to map custom actions
+    to object permissions ({"deploy": "change", "interact": "use"}). Writes go through
+    `perform_create`/`perform_update`, which subclasses point at their services.
+
+    Another user's object is a 404 (it is not in the queryset); an object the user may view
+    but not change answers 403 on a write. ProtectedError becomes 409 in the exception handler.
+    """
+
+    permission_classes = [RoleObjectPermission]
+    lookup_value_converter = "uuid"
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+    ordering = ["-created_at"]
+    object_actions: dict[str, str] = {}
+
+    def get_queryset(self):
+        return permitted_queryset(self.request.user, super().get_queryset())
+
+    def perform_create(self, serializer):
+        serializer.save(owner=self.request.user)
+
+    @extend_schema(request=ShareRequestSerializer, responses={200: SharesSerializer})
+    @action(detail=True, methods=["post"], url_path="share")
+    def share(self, request, *args, **kwargs):
+        """Grant or revoke view/use/change on this object to users or groups."""
+        obj = self.get_object()
+        data = ShareRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        shares = object_share(
+            obj=obj,
+            users=data.validated_data.get("users"),
+            groups=data.validated_data.get("groups"),
+            actions=data.validated_data["actions"],
+            revoke=data.validated_data["revoke"],
+        )
+        return Response(SharesSerializer(shares).data, status=status.HTTP_200_OK)
+
+    @extend_schema(responses={200: SharesSerializer})
+    @share.mapping.get
+    def shares(self, request, *args, **kwargs):
+        """Who this object is shared with."""
+        return Response(SharesSerializer(object_shares(obj=self.get_object())).data)

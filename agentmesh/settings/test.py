@@ -1,0 +1,23 @@
+"""Test settings: SQLite and eager tasks unless DATABASE_URL / CELERY_BROKER_URL say otherwise."""
+
+import os
+
+from .base import *  # noqa: F403
+from .base import CACHES, DATABASES, REST_FRAMEWORK, VAR_DIR
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file (not :memory:) so a real Celery worker subprocess can open the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+
+if not os.environ.get("CACHE_URL"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CELERY_TASK_ALWAYS_EAGER = True
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"auth": "1000/minute", "user": "100000/minute"}
+# Tests run their fake LLM / HTTP servers on 127.0.0.1; the SSRF tests override this.
+SAFE_HTTP_ALLOWLIST = ["127.0.0.1"]
+FERNET_KEYS = ["ZmVybmV0LXRlc3Qta2V5LTAxMjM0NTY3ODlhYmNkZWY="]
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
+LOGGING = {"version": 1, "disable_existing_loggers": False}
+ROOT_URLCONF = "tests.testapp.urls"

@@ -1,0 +1,66 @@
+import itertools
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from agentmesh.accounts.models import Role, User
+
+_counter = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def make_user(db):
+    def make(role: str = Role.DEVELOPER, *, password: str = "s3cure-Passw0rd!", **extra) -> User:
+        n = next(_counter)
+        username = extra.pop("username", f"{role}{n}")
+        user = User(username=username, email=extra.pop("email", f"{username}@example.com"), role=role, **extra)
+        user.set_password(password)
+        user.save()
+        return user
+
+    return make
+
+
+@pytest.fixture
+def developer(make_user):
+    return make_user(Role.DEVELOPER)
+
+
+@pytest.fixture
+def other_developer(make_user):
+    return make_user(Role.DEVELOPER)
+
+
+@pytest.fixture
+def plain_user(make_user):
+    return make_user(Role.USER)
+
+
+@pytest.fixture
+def admin_user(make_user):
+    return make_user(Role.ADMIN)
+
+
+@pytest.fixture
+def api_client():
+    return APIClient()
+
+
+@pytest.fixture
+def client_for():
+    """An API client authenticated as the given user (JWT is covered by the auth tests)."""
+
+    def make(user) -> APIClient:
+        client = APIClient()
+        client.force_authenticate(user)
+        return client
+
+    return make
