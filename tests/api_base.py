@@ -76,14 +76,18 @@ class OwnedResourceAPITests:
         assert_problem(api_client.get(self.list_url()), 401)
 
     def test_developer_creates_and_owns(self, client_for, developer):
-        response = client_for(developer).post(self.list_url(), self.get_create_payload(developer), format="json")
+        response = client_for(developer).post(
+            self.list_url(), self.get_create_payload(developer), format="json"
+        )
         assert response.status_code == 201, response.json()
         obj = self.model.objects.get(pk=response.json()["id"])
         assert obj.owner_id == developer.pk
 
     def test_user_role_cannot_create(self, client_for, plain_user):
         before = self.model.objects.count()
-        response = client_for(plain_user).post(self.list_url(), self.get_create_payload(plain_user), format="json")
+        response = client_for(plain_user).post(
+            self.list_url(), self.get_create_payload(plain_user), format="json"
+        )
         assert_problem(response, 403)
         assert self.model.objects.count() == before
 
@@ -166,8 +170,12 @@ class OwnedResourceAPITests:
 
     def test_share_change_allows_update(self, client_for, developer, other_developer):
         obj = self.make_object(developer)
-        client_for(developer).post(self.share_url(obj), {"users": [other_developer.username], "actions": ["change"]})
-        response = client_for(other_developer).put(self.detail_url(obj), self.get_update_payload(obj), format="json")
+        client_for(developer).post(
+            self.share_url(obj), {"users": [other_developer.username], "actions": ["change"]}
+        )
+        response = client_for(other_developer).put(
+            self.detail_url(obj), self.get_update_payload(obj), format="json"
+        )
         assert response.status_code == 200, response.json()
 
     def test_share_with_group(self, client_for, developer, plain_user):
@@ -176,7 +184,9 @@ class OwnedResourceAPITests:
         team = Group.objects.create(name=f"team-{plain_user.pk}")
         plain_user.groups.add(team)
         obj = self.make_object(developer)
-        response = client_for(developer).post(self.share_url(obj), {"groups": [team.name], "actions": ["use"]})
+        response = client_for(developer).post(
+            self.share_url(obj), {"groups": [team.name], "actions": ["use"]}
+        )
         assert response.status_code == 200, response.json()
         assert response.json()["groups"][0]["actions"] == ["use", "view"]
         assert client_for(plain_user).get(self.detail_url(obj)).status_code == 200

@@ -21,7 +21,9 @@ def make_user(db):
     def make(role: str = Role.DEVELOPER, *, password: str = "s3cure-Passw0rd!", **extra) -> User:
         n = next(_counter)
         username = extra.pop("username", f"{role}{n}")
-        user = User(username=username, email=extra.pop("email", f"{username}@example.com"), role=role, **extra)
+        user = User(
+            username=username, email=extra.pop("email", f"{username}@example.com"), role=role, **extra
+        )
         user.set_password(password)
         user.save()
         return user

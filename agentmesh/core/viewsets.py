@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from .permissions import RoleObjectPermission, permitted_queryset
 from .serializers import ShareRequestSerializer, SharesSerializer
 from .sharing import object_share, object_shares
+from .signals import api_write, audit_changes, snapshot
 
 
 class OwnedModelViewSet(viewsets.ModelViewSet):
@@ -17,6 +18,9 @@ class OwnedModelViewSet(viewsets.ModelViewSet):
     `search_fields`, `ordering_fields`, and optionally `object_actions` to map custom actions
     to object permissions ({"deploy": "change", "interact": "use"}). Writes go through
     `perform_create`/`perform_update`, which subclasses point at their services.
+
+    A service-backed `perform_create` sets `serializer.instance = <service>(...)`; every
+    create/update/delete is announced on `agentmesh.core.signals.api_write` for the audit trail.
 
     Another user's object is a 404 (it is not in the queryset); an object the user may view
     but not change answers 403 on a write. ProtectedError becomes 409 in the exception handler.
@@ -33,6 +37,35 @@ class OwnedModelViewSet(viewsets.ModelViewSet):
 
     def perform_create(self, serializer):
         serializer.save(owner=self.request.user)
+
+    # Audit: every write through the API announces itself on `api_write`.
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        self.perform_create(serializer)  # must leave the new object in serializer.instance
+        self._announce("create", serializer.instance, {}, snapshot(serializer.instance))
+        return Response(serializer.data, status=status.HTTP_201_CREATED)
+
+    def perform_update(self, serializer):
+        before = snapshot(serializer.instance)
+        super().perform_update(serializer)
+        self._announce("update", serializer.instance, before, snapshot(serializer.instance))
+
+    def perform_destroy(self, instance):
+        before = snapshot(instance)
+        super().perform_destroy(instance)
+        self._announce("delete", instance, before, {})
+
+    def _announce(self, action: str, instance, before: dict, after: dict) -> None:
+        changes = audit_changes(type(instance), before, after) if after else {}
+        api_write.send(
+            sender=type(instance),
+            actor=self.request.user,
+            action=action,
+            instance=instance,
+            changes=changes,
+            request=self.request,
+        )
 
     @extend_schema(request=ShareRequestSerializer, responses={200: SharesSerializer})
     @action(detail=True, methods=["post"], url_path="share")
