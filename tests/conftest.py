@@ -66,3 +66,24 @@ def client_for():
         return client
 
     return make
+
+
+@pytest.fixture(scope="module")
+def live_worker(django_db_setup, django_db_blocker):
+    """A real Celery worker process on the real broker, shared by a test module.
+
+    Tests that use it need `@pytest.mark.django_db(transaction=True)` so their rows are
+    committed and visible to the worker.
+    """
+    from agentmesh.celery import app as celery_app
+    from tests.live_worker import start_worker
+
+    with django_db_blocker.unblock():
+        worker = start_worker()
+    eager = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = False
+    try:
+        yield worker
+    finally:
+        celery_app.conf.task_always_eager = eager
+        worker.stop()

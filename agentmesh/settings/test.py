@@ -3,6 +3,7 @@
 import os
 
 from .base import *  # noqa: F403
+from .env import env_bool
 from .base import CACHES, DATABASES, REST_FRAMEWORK, VAR_DIR
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -13,7 +14,8 @@ if not os.environ.get("CACHE_URL"):
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-CELERY_TASK_ALWAYS_EAGER = True
+# Unit tests run tasks eagerly; the real-worker fixture starts workers with this set to 0.
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", True)
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"auth": "1000/minute", "user": "100000/minute"}
 # Tests run their fake LLM / HTTP servers on 127.0.0.1; the SSRF tests override this.
 SAFE_HTTP_ALLOWLIST = ["127.0.0.1"]

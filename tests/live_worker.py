@@ -1,0 +1,88 @@
+"""A real Celery worker subprocess for integration tests (not eager).
+
+It consumes a queue of its own on the configured broker (the filesystem transport under
+var/ by default, Redis/RabbitMQ when CELERY_BROKER_URL is set) and opens the same test
+database as the test process, so tests using it need `django_db(transaction=True)`.
+"""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+from agentmesh.celery import app as celery_app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def database_url() -> str:
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] or ""
+    if s.get("PASSWORD"):
+        auth += f":{s['PASSWORD']}"
+    host = f"{auth}@" if auth else ""
+    return f"postgres://{host}{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+class LiveWorker:
+    def __init__(self, queue: str, process: subprocess.Popen, log_path: Path):
+        self.queue = queue
+        self.process = process
+        self.log_path = log_path
+
+    def send(self, task, *args, **kwargs):
+        """Publish `task` to this worker's queue (never eager)."""
+        return task.apply_async(args=args, kwargs=kwargs, queue=self.queue)
+
+    def wait_for(self, predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.1):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = predicate()
+            if result:
+                return result
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited ({self.process.returncode}):\n{self.log()}")
+            time.sleep(interval)
+        raise AssertionError(f"condition not met within {timeout}s; worker log:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+
+def start_worker(*, concurrency: int = 1, extra_env: dict | None = None) -> LiveWorker:
+    queue = f"test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{uuid.uuid4().hex[:8]}"
+    log_path = Path(settings.VAR_DIR) / f"{queue}.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "agentmesh.settings.test",
+        "DATABASE_URL": database_url(),
+        "CELERY_BROKER_URL": celery_app.conf.broker_url,
+        "CELERY_TASK_ALWAYS_EAGER": "0",
+        "AGENTMESH_VAR_DIR": str(settings.VAR_DIR),
+        **(extra_env or {}),
+    }
+    cmd = [
+        sys.executable, "-m", "celery", "-A", "agentmesh", "worker",
+        "-Q", queue, "-c", str(concurrency), "--pool", "prefork",
+        "--without-heartbeat", "--without-gossip", "--without-mingle",
+        "-n", f"{queue}@%h", "-l", "INFO",
+    ]  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return LiveWorker(queue, process, log_path)
