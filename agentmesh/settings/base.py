@@ -64,7 +64,7 @@ ASGI_APPLICATION = "agentmesh.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "agentmesh" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

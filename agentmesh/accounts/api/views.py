@@ -28,11 +28,19 @@ def _token_response(user, status_code=status.HTTP_200_OK) -> Response:
     return Response(TokenPairSerializer({**tokens, "user": user}).data, status=status_code)
 
 
-class LoginView(APIView):
+class PublicAuthView(APIView):
+    """Endpoints that take credentials in the body: no header authentication, and a 401
+    (not 403) with a Bearer challenge when the credentials are refused."""
+
     permission_classes = [AllowAny]
     authentication_classes = []
     throttle_classes = [ClientAddressThrottle]
 
+    def get_authenticate_header(self, request):
+        return 'Bearer realm="api"'
+
+
+class LoginView(PublicAuthView):
     @extend_schema(operation_id="auth_login", request=LoginSerializer, responses={200: TokenPairSerializer})
     def post(self, request):
         """Log in with username or email and password; returns access and refresh tokens."""
@@ -43,11 +51,7 @@ class LoginView(APIView):
         return _token_response(user)
 
 
-class RegisterView(APIView):
-    permission_classes = [AllowAny]
-    authentication_classes = []
-    throttle_classes = [ClientAddressThrottle]
-
+class RegisterView(PublicAuthView):
     @extend_schema(
         operation_id="auth_register", request=RegisterSerializer, responses={201: TokenPairSerializer}
     )
@@ -71,9 +75,8 @@ class RefreshView(TokenRefreshView):
         return super().post(request, *args, **kwargs)
 
 
-class LogoutView(APIView):
-    permission_classes = [AllowAny]
-    authentication_classes = []
+class LogoutView(PublicAuthView):
+    throttle_classes = []
 
     @extend_schema(operation_id="auth_logout", request=LogoutSerializer, responses={204: None})
     def post(self, request):
