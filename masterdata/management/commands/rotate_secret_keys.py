@@ -1,0 +1,18 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from agentmesh.core.crypto import DecryptionError
+from masterdata.services import secret_keys_rotate
+
+
+class Command(BaseCommand):
+    help = (
+        "Re-encrypt every secret under the first key of FERNET_KEYS. Put the new key first, run "
+        "this, then remove the old key."
+    )
+
+    def handle(self, *args, **options):
+        try:
+            count = secret_keys_rotate()
+        except DecryptionError as exc:
+            raise CommandError(f"{exc} Nothing was changed.") from exc
+        self.stdout.write(self.style.SUCCESS(f"Re-encrypted {count} secret(s) under the first key."))
