@@ -130,7 +130,10 @@ def schema_error_field(error: SchemaValidationError, root: str) -> str:
         known = error.schema.get("properties", {})
         extra = sorted(k for k in error.instance if k not in known)
         path += extra[:1]
-    return ".".join([root, *path])
+    field = root
+    for part in path:
+        field += f"[{part}]" if part.isdigit() else f".{part}"
+    return field
 
 
 def first_schema_error(schema: dict, instance: Any, *, root: str) -> InvalidRules | None:

@@ -6,7 +6,8 @@ string). Template and output sizes are capped, and `*`/`**` are intercepted so t
 `{{ 'x' * 10**9 }}` cannot exhaust memory.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
@@ -16,6 +17,10 @@ from jinja2.sandbox import SandboxedEnvironment
 MAX_TEMPLATE_CHARS = 100_000
 MAX_OUTPUT_CHARS = 500_000
 MAX_EXPONENT = 100
+#: total items all `range()` calls of one render may produce (nested loops multiply otherwise)
+MAX_RANGE_ITEMS = 100_000
+
+_range_budget: ContextVar[list[int] | None] = ContextVar("sandbox_range_budget", default=None)
 
 
 class TemplateProblem(ValueError):
@@ -59,7 +64,18 @@ class _LimitedSandbox(SandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
+def _budgeted_range(*args: int) -> Iterator[int]:
+    """`range()` whose items count against one budget per render."""
+    budget = _range_budget.get()
+    numbers = range(*args)
+    if budget is None or len(numbers) > budget[0]:
+        raise SecurityError(f"Loops may produce at most {MAX_RANGE_ITEMS} items per render.")
+    budget[0] -= len(numbers)
+    return iter(numbers)
+
+
 _environment = _LimitedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_environment.globals["range"] = _budgeted_range
 
 
 def _parse(source: str):
@@ -86,6 +102,7 @@ def render(source: str, variables: Mapping[str, Any]) -> str:
     missing = sorted(undeclared_variables(source) - set(variables))
     if missing:
         raise MissingVariable(f"Missing variable: {missing[0]}.", variable=missing[0])
+    budget_token = _range_budget.set([MAX_RANGE_ITEMS])
     try:
         template = _environment.from_string(source)
         parts: list[str] = []
@@ -95,6 +112,8 @@ def render(source: str, variables: Mapping[str, Any]) -> str:
             if size > MAX_OUTPUT_CHARS:
                 raise OutputTooLarge(f"The rendered text is longer than {MAX_OUTPUT_CHARS} characters.")
             parts.append(chunk)
+    except TemplateProblem:
+        raise
     except SecurityError as exc:
         raise SandboxViolation(f"Refused by the template sandbox: {exc}") from exc
     except UndefinedError as exc:
@@ -103,6 +122,8 @@ def render(source: str, variables: Mapping[str, Any]) -> str:
         raise TemplateSyntaxInvalid(f"Template syntax error on line {exc.lineno}: {exc.message}") from exc
     except TemplateError as exc:
         raise TemplateProblem(f"The template cannot be rendered: {exc.message}") from exc
-    except (TypeError, ValueError, ArithmeticError, OverflowError, RecursionError) as exc:
+    except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:
         raise TemplateProblem(f"The template cannot be rendered: {type(exc).__name__}: {exc}") from exc
+    finally:
+        _range_budget.reset(budget_token)
     return "".join(parts)

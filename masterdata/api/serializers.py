@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agentmesh.core.serializers import OwnerField
@@ -90,6 +91,13 @@ class PromptVariableSerializer(serializers.Serializer):
     default = serializers.JSONField(required=False, allow_null=True)
 
 
+@extend_schema_field(PromptVariableSerializer(many=True))
+class PromptVariablesField(serializers.ListField):
+    """Shape-checked here, validated item by item in the service (which names `variables[i].name`)."""
+
+    child = serializers.DictField()
+
+
 class PromptVersionSerializer(serializers.ModelSerializer):
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     variables = PromptVariableSerializer(many=True, read_only=True)
@@ -102,8 +110,8 @@ class PromptVersionSerializer(serializers.ModelSerializer):
 class PromptSerializer(serializers.ModelSerializer):
     owner = OwnerField()
     tags = tags_field()
-    variables = PromptVariableSerializer(
-        many=True,
+    variables = PromptVariablesField(
+        max_length=100,
         required=False,
         allow_null=True,
         help_text="Declared variables; when omitted, the variables the template reads are declared as "
