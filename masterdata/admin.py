@@ -2,13 +2,24 @@
 
 from django import forms
 from django.contrib import admin
+from django.db import transaction
+
+from agentmesh.core.exceptions import ServiceValidationError
 
 from . import services
 from .models import Constraint, ModelConfig, Prompt, PromptVersion, Secret, Skill
 
 
+class _DryRunDone(Exception):
+    pass
+
+
 class ServiceBackedAdmin(admin.ModelAdmin):
-    """Saves through a service so the admin obeys the same rules as the API."""
+    """Saves through a service so the admin obeys the same rules as the API.
+
+    The form runs the service once in a rolled-back transaction while cleaning, so a rule the
+    service enforces shows up as a form error instead of a server error.
+    """
 
     service_fields: tuple[str, ...] = ()
 
@@ -17,6 +28,33 @@ class ServiceBackedAdmin(admin.ModelAdmin):
 
     def save_via_service(self, request, obj, form, change):
         raise NotImplementedError
+
+    def get_form(self, request, obj=None, **kwargs):
+        form_class = super().get_form(request, obj, **kwargs)
+        admin_site_model = self
+
+        class ServiceCheckedForm(form_class):
+            def clean(self):
+                cleaned = super().clean()
+                if self.errors:
+                    return cleaned
+                change = obj is not None
+                # A fresh copy: the dry run must not leave its changes on the real instance.
+                target = type(obj).objects.get(pk=obj.pk) if change else self.instance
+                try:
+                    with transaction.atomic():
+                        admin_site_model.save_via_service(request, target, self, change)
+                        raise _DryRunDone
+                except _DryRunDone:
+                    pass
+                except ServiceValidationError as exc:
+                    for field, messages in exc.detail.items():
+                        name = field.split(".")[0].split("[")[0]
+                        for message in messages:
+                            self.add_error(name if name in self.fields else None, f"{field}: {message}")
+                return cleaned
+
+        return ServiceCheckedForm
 
     def save_model(self, request, obj, form, change):
         saved = self.save_via_service(request, obj, form, change)
@@ -47,7 +85,7 @@ class SkillAdmin(ServiceBackedAdmin):
         values = self.changed_values(form)
         if change:
             return services.skill_update(skill=obj, **values)
-        return services.skill_create(owner=obj.owner, **values)
+        return services.skill_create(owner=form.cleaned_data["owner"], **values)
 
 
 @admin.register(Constraint)
@@ -63,7 +101,7 @@ class ConstraintAdmin(ServiceBackedAdmin):
         values = self.changed_values(form)
         if change:
             return services.constraint_update(constraint=obj, **values)
-        return services.constraint_create(owner=obj.owner, **values)
+        return services.constraint_create(owner=form.cleaned_data["owner"], **values)
 
 
 class PromptVersionInline(admin.TabularInline):
@@ -93,7 +131,7 @@ class PromptAdmin(ServiceBackedAdmin):
         values = self.changed_values(form)
         if change:
             return services.prompt_update(prompt=obj, actor=request.user, **values)
-        return services.prompt_create(owner=obj.owner, actor=request.user, **values)
+        return services.prompt_create(owner=form.cleaned_data["owner"], actor=request.user, **values)
 
 
 @admin.register(PromptVersion)
@@ -172,4 +210,4 @@ class ModelConfigAdmin(ServiceBackedAdmin):
         values = self.changed_values(form)
         if change:
             return services.model_config_update(model_config=obj, actor=request.user, **values)
-        return services.model_config_create(owner=obj.owner, actor=request.user, **values)
+        return services.model_config_create(owner=form.cleaned_data["owner"], actor=request.user, **values)

@@ -65,7 +65,7 @@ class SkillViewSet(ServiceBackedViewSet):
         return services.skill_update(skill=instance, **validated_data)
 
     @extend_schema(
-        operation_id="masterdata_skills_categories",
+        operation_id="master_data_skills_categories",
         request=None,
         responses={200: CategoryCountSerializer(many=True)},
     )
@@ -76,7 +76,7 @@ class SkillViewSet(ServiceBackedViewSet):
         return Response(CategoryCountSerializer(rows, many=True).data)
 
     @extend_schema(
-        operation_id="masterdata_skills_search",
+        operation_id="master_data_skills_search",
         request=None,
         parameters=[OpenApiParameter("q", str, required=True, description="Words to look for.")],
         responses={200: SkillSearchResultSerializer(many=True)},
@@ -108,7 +108,7 @@ class ConstraintViewSet(ServiceBackedViewSet):
         return services.constraint_update(constraint=instance, **validated_data)
 
     @extend_schema(
-        operation_id="masterdata_constraints_types",
+        operation_id="master_data_constraints_types",
         request=None,
         responses={200: ConstraintTypeSerializer(many=True)},
     )
@@ -144,7 +144,7 @@ class PromptViewSet(ServiceBackedViewSet):
         return services.prompt_update(prompt=instance, actor=self.request.user, **validated_data)
 
     @extend_schema(
-        operation_id="masterdata_prompts_categories",
+        operation_id="master_data_prompts_categories",
         request=None,
         responses={200: CategoryCountSerializer(many=True)},
     )
@@ -155,7 +155,7 @@ class PromptViewSet(ServiceBackedViewSet):
         return Response(CategoryCountSerializer(rows, many=True).data)
 
     @extend_schema(
-        operation_id="masterdata_prompts_render",
+        operation_id="master_data_prompts_render",
         request=PromptRenderRequestSerializer,
         responses={200: PromptRenderSerializer},
     )
@@ -189,7 +189,7 @@ class ModelConfigViewSet(ServiceBackedViewSet):
         return services.model_config_update(model_config=instance, actor=self.request.user, **validated_data)
 
     @extend_schema(
-        operation_id="masterdata_models_providers",
+        operation_id="master_data_models_providers",
         request=None,
         responses={200: ProviderSerializer(many=True)},
     )
@@ -216,7 +216,7 @@ class SecretViewSet(ServiceBackedViewSet):
 class MasterDataStatsView(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(operation_id="masterdata_stats", request=None, responses={200: MasterDataStatsSerializer})
+    @extend_schema(operation_id="master_data_stats", request=None, responses={200: MasterDataStatsSerializer})
     def get(self, request):
         """Counts of the master data you may see, per type, category and provider."""
         return Response(MasterDataStatsSerializer(selectors.masterdata_stats(user=request.user)).data)

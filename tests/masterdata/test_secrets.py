@@ -210,3 +210,66 @@ def test_every_admin_changelist_loads(admin_client, developer, model):
     make_skill(developer), make_constraint(developer), make_prompt(developer), make_model(developer)
     response = admin_client.get(f"/admin/masterdata/{model}/?q=a")
     assert response.status_code == 200
+
+
+def test_admin_prompt_edit_goes_through_the_service(admin_client, developer):
+    from masterdata.models import Prompt
+
+    from .factories import make_prompt
+
+    prompt = make_prompt(developer)
+    assert admin_client.get(f"/admin/masterdata/prompt/{prompt.pk}/change/").status_code == 200
+    response = admin_client.post(
+        f"/admin/masterdata/prompt/{prompt.pk}/change/",
+        {
+            "owner": developer.pk,
+            "name": prompt.name,
+            "description": "",
+            "category": "",
+            "tags": "[]",
+            "template": "Bye {{ name }}",
+            "variables": '[{"name": "name"}]',
+            "is_active": "on",
+            "versions-TOTAL_FORMS": "1",
+            "versions-INITIAL_FORMS": "1",
+            "versions-MIN_NUM_FORMS": "0",
+            "versions-MAX_NUM_FORMS": "1000",
+            "versions-0-id": str(prompt.versions.get().pk),
+            "versions-0-prompt": str(prompt.pk),
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    prompt = Prompt.objects.get(pk=prompt.pk)
+    assert prompt.version == 2
+    assert list(prompt.versions.values_list("version", flat=True)) == [2, 1]
+
+
+def test_admin_shows_service_errors_as_form_errors(admin_client, developer):
+    from masterdata.models import Constraint
+
+    response = admin_client.post(
+        "/admin/masterdata/constraint/add/",
+        {
+            "owner": developer.pk,
+            "name": "bad",
+            "description": "",
+            "type": "budget",
+            "rules": '{"max_cost_usd_per_run": -1}',
+        },
+    )
+    assert response.status_code == 200
+    assert "rules.max_cost_usd_per_run" in response.content.decode()
+    assert not Constraint.objects.exists()
+    response = admin_client.post(
+        "/admin/masterdata/constraint/add/",
+        {
+            "owner": developer.pk,
+            "name": "ok",
+            "description": "",
+            "type": "budget",
+            "rules": '{"max_cost_usd_per_run": 1}',
+            "is_active": "on",
+        },
+    )
+    assert response.status_code == 302
+    assert Constraint.objects.get().name == "ok"
