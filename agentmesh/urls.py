@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("admin/", admin.site.urls),
+    path("metrics", include("observability.api.prometheus_urls")),  # Prometheus exposition
 ]
 
 handler400 = "agentmesh.core.views.bad_request"
