@@ -24,3 +24,17 @@ def user_issue_tokens(*, user) -> dict:
 
 def token_blacklist(*, refresh: str) -> None:
     RefreshToken(refresh).blacklist()
+
+
+def user_ensure(*, username: str, email: str, password: str, role: str, superuser: bool = False):
+    """Create the user if it does not exist yet; never touches an existing account.
+
+    Returns (user, created)."""
+    User = get_user_model()
+    existing = User.objects.filter(username=username).first()
+    if existing:
+        return existing, False
+    user = User(username=username, email=email, role=role, is_staff=superuser, is_superuser=superuser)
+    user.set_password(password)
+    user.save()
+    return user, True

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "observability.middleware.RequestContextMiddleware",
     "agentmesh.core.middleware.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -200,12 +201,13 @@ BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
         "polling_interval": 0.05,
     }
@@ -223,15 +225,58 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "system.tasks.record_worker_heartbeat", "schedule": 30.0},
+    "observability-evaluate-alert-rules": {"task": "observability.tasks.evaluate_alert_rules", "schedule": 60.0},
+    "observability-prune": {"task": "observability.tasks.prune_observability_data", "schedule": 3600.0},
 }
 
 # --- Logging ----------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOG_FORMAT = env_str("LOG_FORMAT", "json")  # json (one object per line) or plain
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "filters": {"context": {"()": "observability.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(trace_id)s] %(message)s"},
+        "json": {"()": "observability.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        },
+        # Records at or above this level are also kept in the database (GET /observability/logs).
+        "database": {
+            "class": "observability.logs.DatabaseLogHandler",
+            "level": env_str("OBSERVABILITY_LOG_DB_LEVEL", "WARNING").upper(),
+            "filters": ["context"],
+        },
+    },
+    "root": {"handlers": ["console", "database"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+
+# --- Observability ----------------------------------------------------------------------
+OBSERVABILITY_LOG_DB_LEVEL = LOGGING["handlers"]["database"]["level"]
+# In-process buffers (request samples, log records, metric counters) are written at most
+# this often (0: at the end of every request/task, a constant two statements), and hold at
+# most OBSERVABILITY_BUFFER_MAX entries each (oldest dropped first). Raise the interval to
+# batch across requests on busy API processes.
+OBSERVABILITY_FLUSH_SECONDS = float(env_str("OBSERVABILITY_FLUSH_SECONDS", "0"))
+OBSERVABILITY_BUFFER_MAX = env_int("OBSERVABILITY_BUFFER_MAX", 10_000)
+OBSERVABILITY_METRICS_CACHE_SECONDS = env_int("OBSERVABILITY_METRICS_CACHE_SECONDS", 15)
+OBSERVABILITY_WEBHOOK_TIMEOUT = float(env_str("OBSERVABILITY_WEBHOOK_TIMEOUT", "10"))
+OBSERVABILITY_ALERT_EVALUATION_STALE_SECONDS = env_int("OBSERVABILITY_ALERT_EVALUATION_STALE_SECONDS", 180)
+OBSERVABILITY_PRUNE_BATCH_SIZE = env_int("OBSERVABILITY_PRUNE_BATCH_SIZE", 5000)
+OBSERVABILITY_RETENTION_DAYS = {
+    "events": env_int("OBSERVABILITY_RETENTION_EVENTS_DAYS", 90),
+    "spans": env_int("OBSERVABILITY_RETENTION_SPANS_DAYS", 30),
+    "logs": env_int("OBSERVABILITY_RETENTION_LOGS_DAYS", 14),
+    "request_samples": env_int("OBSERVABILITY_RETENTION_REQUESTS_DAYS", 7),
+    "alerts": env_int("OBSERVABILITY_RETENTION_ALERTS_DAYS", 90),
+}
+# Bearer token for Prometheus scrapes of /metrics (admins may also use their session/JWT).
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")

@@ -3,9 +3,10 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import INSECURE_DEV_SECRET_KEY, SECRET_KEY
-from .env import env_bool, env_int, env_list
+from .base import INSECURE_DEV_SECRET_KEY
+from .env import env_bool, env_int, env_list, env_str
 
+SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY or SECRET_KEY == INSECURE_DEV_SECRET_KEY or len(SECRET_KEY) < 32:
     raise ImproperlyConfigured("Set SECRET_KEY to a random value of at least 32 characters.")
 if not env_list("FERNET_KEYS"):

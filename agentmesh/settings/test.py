@@ -3,8 +3,8 @@
 import os
 
 from .base import *  # noqa: F403
-from .env import env_bool
 from .base import CACHES, DATABASES, REST_FRAMEWORK, VAR_DIR
+from .env import env_bool
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not :memory:) so a real Celery worker subprocess can open the test database.

@@ -1,0 +1,38 @@
+"""Create the demo accounts (and, as the apps grow, demo data). Safe to run repeatedly."""
+
+import os
+
+from django.core.management.base import BaseCommand
+
+from agentmesh.accounts.models import Role
+from agentmesh.accounts.services import user_ensure
+
+
+class Command(BaseCommand):
+    help = "Create the demo admin and developer accounts if they do not exist."
+
+    def handle(self, *args, **options):
+        accounts = [
+            (
+                os.environ.get("DEMO_ADMIN_USERNAME", "admin"),
+                os.environ.get("DEMO_ADMIN_EMAIL", "admin@agentmesh.local"),
+                os.environ.get("DEMO_ADMIN_PASSWORD", "agentmesh-admin"),
+                Role.ADMIN,
+                True,
+            ),
+            (
+                os.environ.get("DEMO_DEVELOPER_USERNAME", "developer"),
+                os.environ.get("DEMO_DEVELOPER_EMAIL", "developer@agentmesh.local"),
+                os.environ.get("DEMO_DEVELOPER_PASSWORD", "agentmesh-developer"),
+                Role.DEVELOPER,
+                False,
+            ),
+        ]
+        for username, email, password, role, superuser in accounts:
+            user, created = user_ensure(
+                username=username, email=email, password=password, role=role, superuser=superuser
+            )
+            if created:
+                self.stdout.write(f"created {role} '{username}' with password '{password}'")
+            else:
+                self.stdout.write(f"{role} '{username}' already exists (password unchanged)")
