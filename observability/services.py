@@ -28,6 +28,7 @@ from django.db.models import Model, Q
 from django.utils import timezone
 
 from agentmesh.core.exceptions import ConflictError, ServiceValidationError
+from agentmesh.core.safe_http import safe_request
 
 from . import metrics
 from .context import TraceContext, activate, current, deactivate, new_span_id, new_trace_id
@@ -636,12 +637,8 @@ def alert_notify(*, alert: Alert, transition: str) -> list[dict]:
 
 def _deliver_webhook(url: str, body: dict) -> dict:
     try:
-        from agentmesh.core.safe_http import safe_request
-
         response = safe_request("POST", url, json=body, timeout=settings.OBSERVABILITY_WEBHOOK_TIMEOUT)
-        status = getattr(response, "status_code", None) or getattr(response, "status", None)
-        ok = status is not None and 200 <= int(status) < 300
-        return {"type": "webhook", "ok": ok, "status": status}
+        return {"type": "webhook", "ok": response.is_success, "status": response.status_code}
     except Exception as exc:  # SafeHTTPError (refused, timeout, too large) or transport error
         return {"type": "webhook", "ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
 

@@ -64,6 +64,9 @@ def flatten_errors(data, prefix: str = "") -> list[dict]:
     out: list[dict] = []
     if isinstance(data, dict):
         for key, value in data.items():
+            if isinstance(key, int):  # ListField / ListSerializer item errors
+                out.extend(flatten_errors(value, f"{prefix}[{key}]"))
+                continue
             name = key if key != "non_field_errors" else ""
             field = f"{prefix}.{name}" if prefix and name else (prefix or name)
             out.extend(flatten_errors(value, field))

@@ -176,7 +176,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "SkillTypeEnum": "masterdata.models.SkillType",
+        "ProviderEnum": "masterdata.models.Provider",
+    },
 }
 
 # --- Secrets encryption -----------------------------------------------------------------
@@ -225,7 +228,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "system.tasks.record_worker_heartbeat", "schedule": 30.0},
-    "observability-evaluate-alert-rules": {"task": "observability.tasks.evaluate_alert_rules", "schedule": 60.0},
+    "observability-evaluate-alert-rules": {
+        "task": "observability.tasks.evaluate_alert_rules",
+        "schedule": 60.0,
+    },
     "observability-prune": {"task": "observability.tasks.prune_observability_data", "schedule": 3600.0},
 }
 

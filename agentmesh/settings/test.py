@@ -12,6 +12,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 if not os.environ.get("CACHE_URL"):
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+elif CACHES["default"]["BACKEND"].endswith("RedisCache"):
+    # Each pytest-xdist worker gets a Redis database of its own: tests clear the cache.
+    _worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    _base, _, _db = CACHES["default"]["LOCATION"].rpartition("/")
+    CACHES["default"]["LOCATION"] = f"{_base}/{int(_db or 0) + _worker}"
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Unit tests run tasks eagerly; the real-worker fixture starts workers with this set to 0.

@@ -104,3 +104,17 @@ def test_admin_user_changelist(client, make_user):
     response = client.get("/admin/accounts/user/")
     assert response.status_code == 200
     assert admin.username.encode() in response.content
+
+
+def test_list_item_errors_name_the_index():
+    from rest_framework import serializers
+
+    from agentmesh.core.exceptions import flatten_errors
+
+    class Tags(serializers.Serializer):
+        tags = serializers.ListField(child=serializers.IntegerField())
+
+    s = Tags(data={"tags": [1, "x", 3, "y"]})
+    assert not s.is_valid()
+    fields = [e["field"] for e in flatten_errors(s.errors)]
+    assert fields == ["tags[1]", "tags[3]"]

@@ -1,9 +1,7 @@
 import logging
 
 import pytest
-from django.contrib.auth.signals import user_logged_in
 from django.db import transaction
-from django.urls import reverse
 
 from observability import services
 from observability.models import ObservabilityEvent
@@ -64,7 +62,7 @@ def test_secret_audit_never_contains_the_value(client_for, developer):
 
 def test_failed_login_is_recorded_without_the_password(api_client, developer):
     response = api_client.post(
-        reverse("accounts-api:login") if False else "/api/v1/auth/login",
+        "/api/v1/auth/login",
         {"username": developer.username, "password": "wrong-password-xyz"},
     )
     assert response.status_code in (400, 401)
@@ -73,11 +71,16 @@ def test_failed_login_is_recorded_without_the_password(api_client, developer):
     assert "wrong-password-xyz" not in str(event.payload)
 
 
-def test_login_success_is_recorded_from_the_signal(developer):
-    # The JWT login view does not send user_logged_in yet (core change requested).
-    user_logged_in.send(sender=type(developer), request=None, user=developer)
+def test_login_through_the_api_is_recorded_and_sets_last_login(api_client, developer):
+    assert developer.last_login is None
+    response = api_client.post(
+        "/api/v1/auth/login", {"username": developer.username, "password": "s3cure-Passw0rd!"}
+    )
+    assert response.status_code == 200
     event = ObservabilityEvent.objects.get(type="auth.login")
     assert event.actor_id == developer.pk
+    developer.refresh_from_db()
+    assert developer.last_login is not None
 
 
 def test_permission_denied_is_recorded(client_for, plain_user):

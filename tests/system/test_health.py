@@ -32,14 +32,12 @@ def test_health_is_503_when_the_cache_is_down(api_client, settings):
     assert body["components"]["database"]["status"] == "up"
 
 
-def test_health_is_503_when_the_broker_is_down(api_client):
+def test_health_is_503_when_the_broker_is_down(api_client, monkeypatch):
     from agentmesh.celery import app
 
-    original = app.conf.broker_url
-    app.conf.broker_url = "redis://127.0.0.1:1/0"
-    try:
-        response = api_client.get("/api/v1/system/health")
-    finally:
-        app.conf.broker_url = original
+    # Celery prefers the CELERY_BROKER_URL environment variable over its configuration.
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setattr(app.conf, "broker_url", "redis://127.0.0.1:1/0")
+    response = api_client.get("/api/v1/system/health")
     assert response.status_code == 503
     assert response.json()["components"]["broker"]["status"] == "down"

@@ -1,5 +1,5 @@
 from django.conf import settings
-from django.contrib.auth.models import update_last_login
+from django.contrib.auth.signals import user_logged_in
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
@@ -47,7 +47,8 @@ class LoginView(PublicAuthView):
         serializer = LoginSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         user = serializer.validated_data["user"]
-        update_last_login(None, user)
+        # Django's own receiver updates last_login; observability records the login event.
+        user_logged_in.send(sender=user.__class__, request=request, user=user)
         return _token_response(user)
 
 

@@ -29,7 +29,7 @@ class Command(BaseCommand):
             ),
         ]
         for username, email, password, role, superuser in accounts:
-            user, created = user_ensure(
+            _user, created = user_ensure(
                 username=username, email=email, password=password, role=role, superuser=superuser
             )
             if created:

@@ -25,7 +25,16 @@ class Command(BaseCommand):
     def handle(self, *args, host, port, concurrency, no_worker, **options):
         python = sys.executable
         commands = {
-            "api": [python, "-m", "uvicorn", "agentmesh.asgi:application", "--host", host, "--port", str(port)],
+            "api": [
+                python,
+                "-m",
+                "uvicorn",
+                "agentmesh.asgi:application",
+                "--host",
+                host,
+                "--port",
+                str(port),
+            ],
         }
         if not no_worker:
             commands["worker"] = [
@@ -36,7 +45,7 @@ class Command(BaseCommand):
                 python, "-m", "celery", "-A", "agentmesh", "beat",
                 "-s", settings.CELERY_BEAT_SCHEDULE_FILENAME, "-l", "INFO",
             ]  # fmt: skip
-        processes = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}
+        processes = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}  # noqa: S603
         self.stdout.write(self.style.SUCCESS(f"Agent Mesh API on http://{host}:{port}/api/docs/"))
         self.stdout.write(f"Broker: {settings.CELERY_BROKER_URL.split('@')[-1]} — Ctrl-C stops everything.")
 
