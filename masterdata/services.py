@@ -45,7 +45,7 @@ def _assign(instance: Model, fields: dict[str, Any], allowed: set[str]) -> None:
         setattr(instance, name, value)
 
 
-def _ensure_unique(instance: Model, field: str) -> None:
+def ensure_unique_per_owner(instance: Model, field: str) -> None:
     value = getattr(instance, field)
     clash = type(instance).objects.filter(owner_id=instance.owner_id, **{field: value})
     if instance.pk and not instance._state.adding:
@@ -78,7 +78,7 @@ def normalize_tags(tags: Any) -> list[str]:
     return normalized
 
 
-def _check_json_schema(schema: Any, field: str) -> None:
+def check_json_schema(schema: Any, field: str) -> None:
     if schema is None:
         return
     if not isinstance(schema, dict):
@@ -120,11 +120,11 @@ def _validate_and_save_skill(skill: Skill, *, slug_given: bool) -> Skill:
     skill.name = skill.name.strip()
     skill.category = (skill.category or "").strip()
     skill.tags = normalize_tags(skill.tags)
-    _check_json_schema(skill.input_schema, "input_schema")
-    _check_json_schema(skill.output_schema, "output_schema")
-    _ensure_unique(skill, "name")
+    check_json_schema(skill.input_schema, "input_schema")
+    check_json_schema(skill.output_schema, "output_schema")
+    ensure_unique_per_owner(skill, "name")
     if slug_given and skill.slug:
-        _ensure_unique(skill, "slug")
+        ensure_unique_per_owner(skill, "slug")
     elif not skill.slug:
         skill.slug = _unique_slug(skill)
     skill.save()
@@ -154,7 +154,7 @@ def _validate_and_save_constraint(constraint: Constraint) -> Constraint:
         validate_rules(constraint.type, constraint.rules)
     except InvalidRules as exc:
         _raise_invalid(exc)
-    _ensure_unique(constraint, "name")
+    ensure_unique_per_owner(constraint, "name")
     constraint.save()
     return constraint
 
@@ -262,7 +262,7 @@ def _validate_prompt(prompt: Prompt, *, variables_given: bool) -> None:
     # Without an explicit declaration, variables the template reads are declared as required strings.
     declared += [{"name": n, "type": "string", "description": "", "required": True} for n in undeclared]
     prompt.variables = declared
-    _ensure_unique(prompt, "name")
+    ensure_unique_per_owner(prompt, "name")
 
 
 def _add_version(prompt: Prompt, actor) -> PromptVersion:
@@ -356,7 +356,7 @@ def _set_secret_value(secret: Secret, value: str) -> None:
 def secret_create(*, owner, name: str, value: str, description: str = "") -> Secret:
     secret = Secret(owner=owner, name=name.strip(), description=description)
     _set_secret_value(secret, value)
-    _ensure_unique(secret, "name")
+    ensure_unique_per_owner(secret, "name")
     secret.save()
     return secret
 
@@ -368,7 +368,7 @@ def secret_update(*, secret: Secret, value: str | None = None, **fields: Any) ->
     secret.name = secret.name.strip()
     if value is not None:
         _set_secret_value(secret, value)
-    _ensure_unique(secret, "name")
+    ensure_unique_per_owner(secret, "name")
     secret.save()
     return secret
 
@@ -499,7 +499,7 @@ def _validate_model_config(config: ModelConfig, *, actor, changed: set[str], add
         raise ServiceValidationError(
             "max_tokens cannot exceed the context window.", field="default_parameters.max_tokens"
         )
-    _ensure_unique(config, "name")
+    ensure_unique_per_owner(config, "name")
 
 
 @transaction.atomic

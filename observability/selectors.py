@@ -5,7 +5,6 @@ are the actor of, the traces whose root span they started, the log records writt
 they were the request user, and the alerts they own; `GET /metrics` is scoped the same way.
 """
 
-import math
 import time
 from datetime import datetime, timedelta
 
@@ -15,6 +14,7 @@ from django.db.models import Avg, Count, F, Max, Min, OuterRef, Q, QuerySet, Sub
 from django.db.models.functions import Coalesce, Trunc
 from django.utils import timezone
 
+from agentmesh.core.aggregates import percentiles
 from agentmesh.core.permissions import is_admin
 
 from . import buffer
@@ -114,20 +114,6 @@ def trace_spans(*, user, trace_id: str) -> list[Span] | None:
 
 
 # --- metrics ------------------------------------------------------------------------------
-def _percentiles(qs: QuerySet, field: str, points=(0.5, 0.95, 0.99)) -> dict:
-    """Nearest-rank percentiles computed by the database (count, then one ordered offset each)."""
-    n = qs.count()
-    out = {}
-    for p in points:
-        key = f"p{round(p * 100)}"
-        if n == 0:
-            out[key] = None
-            continue
-        offset = min(n - 1, max(0, math.ceil(p * n) - 1))
-        out[key] = qs.order_by(field).values_list(field, flat=True)[offset]
-    return out
-
-
 def metrics_summary(
     *, user, window: str = "1h", bucket: str | None = None, now: datetime | None = None
 ) -> dict:
@@ -183,7 +169,7 @@ def metrics_summary(
             "total": total,
             "errors": totals["errors"],
             "error_rate": (totals["errors"] / total) if total else 0.0,
-            "latency_ms": {"avg": totals["avg"], **_percentiles(requests, "duration_ms")},
+            "latency_ms": {"avg": totals["avg"], **percentiles(requests, "duration_ms")},
             "series": series,
         },
         "runs": runs,
@@ -240,7 +226,7 @@ def alert_metric_value(*, rule: AlertRule, start: datetime, end: datetime) -> fl
     if agg == "count" or field is None:
         return float(qs.count())
     if agg == "p95":
-        value = _percentiles(qs, field, (0.95,))["p95"]
+        value = percentiles(qs, field, (0.95,))["p95"]
     else:
         func = {"sum": Sum, "avg": Avg, "min": Min, "max": Max}[agg]
         value = qs.aggregate(v=func(field))["v"]

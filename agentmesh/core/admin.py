@@ -1,10 +1,58 @@
+"""Admin base class shared by the domain apps."""
+
 from django.contrib import admin
+from django.db import transaction
 
-from .models import OutboundAllowRule
+from .exceptions import ServiceValidationError
 
 
-@admin.register(OutboundAllowRule)
-class OutboundAllowRuleAdmin(admin.ModelAdmin):
-    list_display = ["pattern", "description", "enabled", "updated_at"]
-    list_filter = ["enabled"]
-    search_fields = ["pattern", "description"]
+class _DryRunDone(Exception):
+    pass
+
+
+class ServiceBackedAdmin(admin.ModelAdmin):
+    """Saves through a service so the admin obeys the same rules as the API.
+
+    The form runs the service once in a rolled-back transaction while cleaning, so a rule the
+    service enforces shows up as a form error instead of a server error.
+    """
+
+    service_fields: tuple[str, ...] = ()
+
+    def changed_values(self, form) -> dict:
+        return {name: form.cleaned_data[name] for name in self.service_fields if name in form.cleaned_data}
+
+    def save_via_service(self, request, obj, form, change):
+        raise NotImplementedError
+
+    def get_form(self, request, obj=None, **kwargs):
+        form_class = super().get_form(request, obj, **kwargs)
+        admin_site_model = self
+
+        class ServiceCheckedForm(form_class):
+            def clean(self):
+                cleaned = super().clean()
+                if self.errors:
+                    return cleaned
+                change = obj is not None
+                # A fresh copy: the dry run must not leave its changes on the real instance.
+                target = type(obj).objects.get(pk=obj.pk) if change else self.instance
+                try:
+                    with transaction.atomic():
+                        admin_site_model.save_via_service(request, target, self, change)
+                        raise _DryRunDone
+                except _DryRunDone:
+                    pass
+                except ServiceValidationError as exc:
+                    for field, messages in exc.detail.items():
+                        name = field.split(".")[0].split("[")[0]
+                        for message in messages:
+                            self.add_error(name if name in self.fields else None, f"{field}: {message}")
+                return cleaned
+
+        return ServiceCheckedForm
+
+    def save_model(self, request, obj, form, change):
+        saved = self.save_via_service(request, obj, form, change)
+        obj.pk = saved.pk
+        obj._state.adding = False

@@ -88,3 +88,21 @@ class OwnedModelViewSet(viewsets.ModelViewSet):
     def shares(self, request, *args, **kwargs):
         """Who this object is shared with."""
         return Response(SharesSerializer(object_shares(obj=self.get_object())).data)
+
+
+class ServiceBackedViewSet(OwnedModelViewSet):
+    """Routes writes through services while keeping the base viewset's audit announcement."""
+
+    def create_object(self, validated_data: dict):
+        raise NotImplementedError
+
+    def update_object(self, instance, validated_data: dict):
+        raise NotImplementedError
+
+    def perform_create(self, serializer):
+        serializer.instance = self.create_object(dict(serializer.validated_data))
+
+    def perform_update(self, serializer):
+        before = snapshot(serializer.instance)
+        serializer.instance = self.update_object(serializer.instance, dict(serializer.validated_data))
+        self._announce("update", serializer.instance, before, snapshot(serializer.instance))

@@ -6,8 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agentmesh.core.exceptions import ServiceValidationError
-from agentmesh.core.signals import snapshot
-from agentmesh.core.viewsets import OwnedModelViewSet
+from agentmesh.core.viewsets import ServiceBackedViewSet
 
 from .. import selectors, services
 from ..constraints import CONSTRAINT_TYPES
@@ -31,24 +30,6 @@ from .serializers import (
 )
 
 MAX_QUERY_CHARS = 200
-
-
-class ServiceBackedViewSet(OwnedModelViewSet):
-    """Routes writes through services while keeping the base viewset's audit announcement."""
-
-    def create_object(self, validated_data: dict):
-        raise NotImplementedError
-
-    def update_object(self, instance, validated_data: dict):
-        raise NotImplementedError
-
-    def perform_create(self, serializer):
-        serializer.instance = self.create_object(dict(serializer.validated_data))
-
-    def perform_update(self, serializer):
-        before = snapshot(serializer.instance)
-        serializer.instance = self.update_object(serializer.instance, dict(serializer.validated_data))
-        self._announce("update", serializer.instance, before, snapshot(serializer.instance))
 
 
 class SkillViewSet(ServiceBackedViewSet):

@@ -1,0 +1,160 @@
+from rest_framework import serializers
+
+from agentmesh.core.serializers import OwnerField
+from masterdata.api.serializers import tags_field
+
+from ..models import Tool, ToolExecution
+from ..testing import TEST_CASE_SCHEMA
+
+
+class ToolSerializer(serializers.ModelSerializer):
+    owner = OwnerField()
+    tags = tags_field()
+    type = serializers.CharField(max_length=30, help_text="One of GET /api/v1/tools/types.")
+    parameters_schema = serializers.JSONField(
+        required=False, help_text="JSON Schema of the arguments (an object schema)."
+    )
+    output_schema = serializers.JSONField(required=False, allow_null=True)
+    config = serializers.JSONField(required=False, help_text="Per type; see GET /api/v1/tools/types.")
+    test_cases = serializers.JSONField(required=False, help_text=f"List of {TEST_CASE_SCHEMA['required']} …")
+
+    class Meta:
+        model = Tool
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "description",
+            "category",
+            "type",
+            "parameters_schema",
+            "output_schema",
+            "config",
+            "tags",
+            "timeout_seconds",
+            "max_retries",
+            "retry_non_idempotent",
+            "test_cases",
+            "version",
+            "status",
+            "validated_at",
+            "validation_report",
+            "deployed_at",
+            "owner",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["slug", "version", "status", "validated_at", "validation_report", "deployed_at"]
+
+
+class ToolExecutionSerializer(serializers.ModelSerializer):
+    tool_name = serializers.CharField(source="tool.name", read_only=True)
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = ToolExecution
+        fields = [
+            "id",
+            "tool",
+            "tool_name",
+            "tool_version",
+            "user",
+            "caller_type",
+            "caller_ref",
+            "arguments",
+            "status",
+            "result",
+            "metadata",
+            "error",
+            "error_kind",
+            "attempt",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "is_test",
+            "trace_id",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class ExecuteRequestSerializer(serializers.Serializer):
+    arguments = serializers.DictField(
+        required=False, default=dict, help_text="Checked against the tool's schema."
+    )
+
+
+class TestRequestSerializer(serializers.Serializer):
+    arguments = serializers.DictField(required=False, help_text="Run one case with these arguments…")
+    expect = serializers.DictField(required=False, help_text="…and these expectations.")
+    cases = serializers.ListField(
+        child=serializers.DictField(), required=False, max_length=50, help_text="Or several cases."
+    )
+
+    def validate(self, attrs):
+        if "cases" in attrs and "arguments" in attrs:
+            raise serializers.ValidationError({"cases": ["Give either cases or arguments, not both."]})
+        return attrs
+
+
+class TestCaseResultSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    passed = serializers.BooleanField()
+    status = serializers.CharField(allow_null=True)
+    execution_id = serializers.UUIDField(allow_null=True)
+    duration_ms = serializers.FloatField(allow_null=True)
+    output = serializers.JSONField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+    failures = serializers.ListField(child=serializers.CharField())
+
+
+class TestReportSerializer(serializers.Serializer):
+    passed = serializers.BooleanField()
+    total = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    cases = TestCaseResultSerializer(many=True)
+
+
+class CheckSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    ok = serializers.BooleanField()
+    message = serializers.CharField(allow_blank=True)
+
+
+class ValidationReportSerializer(serializers.Serializer):
+    valid = serializers.BooleanField()
+    status = serializers.CharField()
+    version = serializers.IntegerField()
+    checks = CheckSerializer(many=True)
+
+
+class ToolTypeSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    label = serializers.CharField()
+    description = serializers.CharField()
+    config_schema = serializers.JSONField()
+
+
+class DayCountSerializer(serializers.Serializer):
+    day = serializers.DateField()
+    calls = serializers.IntegerField()
+    succeeded = serializers.IntegerField()
+
+
+class PercentilesSerializer(serializers.Serializer):
+    p50 = serializers.FloatField(allow_null=True)
+    p95 = serializers.FloatField(allow_null=True)
+
+
+class ToolStatsSerializer(serializers.Serializer):
+    tool_id = serializers.UUIDField()
+    days = serializers.IntegerField()
+    calls = serializers.IntegerField()
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    timed_out = serializers.IntegerField()
+    in_progress = serializers.IntegerField()
+    success_rate = serializers.FloatField(allow_null=True)
+    duration_ms = PercentilesSerializer()
+    errors_by_kind = serializers.DictField(child=serializers.IntegerField())
+    per_day = DayCountSerializer(many=True)

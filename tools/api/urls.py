@@ -1,0 +1,11 @@
+from agentmesh.core.routers import ApiRouter
+
+from .views import ToolExecutionViewSet, ToolViewSet
+
+app_name = "tools-api"
+
+router = ApiRouter()
+router.register("executions", ToolExecutionViewSet, basename="execution")
+router.register("", ToolViewSet, basename="tool")
+
+urlpatterns = router.urls
