@@ -30,7 +30,7 @@ from django.utils import timezone
 from agentmesh.core.exceptions import ConflictError, ServiceValidationError
 from agentmesh.core.safe_http import safe_request
 
-from . import metrics
+from . import metrics, otlp
 from .context import TraceContext, activate, current, deactivate, new_span_id, new_trace_id
 from .models import (
     OPEN_STATES,
@@ -364,6 +364,7 @@ def span_end(
             else:
                 Span.objects.create(**values)
                 handle.persisted = True
+    otlp.export_span(values)  # one settings check unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     try:
         metrics.record_run(
             kind=handle.kind,

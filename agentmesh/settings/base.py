@@ -286,3 +286,6 @@ OBSERVABILITY_RETENTION_DAYS = {
 }
 # Bearer token for Prometheus scrapes of /metrics (admins may also use their session/JWT).
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+# OTLP/HTTP collector base URL (spans go to <url>/v1/traces); empty: no OTLP export.
+OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "agentmesh")
