@@ -99,10 +99,11 @@ class RequestContextMiddleware:
     def _write_root_span(ctx, parent_span_id, request, method, route, status, start_wall, seconds, user_id):
         from datetime import UTC, datetime, timedelta
 
+        from . import otlp
         from .models import Span
 
         start = datetime.fromtimestamp(start_wall, tz=UTC)
-        Span.objects.create(
+        root = Span.objects.create(
             trace_id=ctx.trace_id,
             span_id=ctx.span_id,
             parent_span_id=parent_span_id,
@@ -120,3 +121,4 @@ class RequestContextMiddleware:
             },
             user_id=user_id,
         )
+        otlp.export_span(root)

@@ -434,7 +434,7 @@ def _call_with_retries(tool: Tool, executor, call: ToolCall, execution: ToolExec
     attempts = tool.max_retries + 1 if _may_retry(tool, executor) else 1
     retrying = Retrying(
         stop=stop_after_attempt(attempts) | stop_after_delay(max(0.0, call.timeout - 0.5)),
-        wait=wait_exponential_jitter(initial=0.2, max=5, jitter=0.2),
+        wait=wait_exponential_jitter(multiplier=0.2, max=5, jitter=0.2),
         retry=retry_if_exception(lambda exc: isinstance(exc, ToolError) and exc.retryable),
         reraise=True,
     )

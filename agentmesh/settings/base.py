@@ -289,3 +289,9 @@ METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 # OTLP/HTTP collector base URL (spans go to <url>/v1/traces); empty: no OTLP export.
 OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "agentmesh")
+
+# --- Tools ----------------------------------------------------------------------------------
+TOOLS_MAX_TIMEOUT_SECONDS = env_int("TOOLS_MAX_TIMEOUT_SECONDS", 300)
+# `POST /tools/{id}/execute` without ?async waits at most this long (the call times out after).
+TOOLS_SYNC_MAX_SECONDS = env_int("TOOLS_SYNC_MAX_SECONDS", 60)
+TOOLS_MAX_RESPONSE_BYTES = env_int("TOOLS_MAX_RESPONSE_BYTES", 5 * 1024 * 1024)

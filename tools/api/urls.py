@@ -5,7 +5,7 @@ from .views import ToolExecutionViewSet, ToolViewSet
 app_name = "tools-api"
 
 router = ApiRouter()
-router.register("executions", ToolExecutionViewSet, basename="execution")
-router.register("", ToolViewSet, basename="tool")
+router.register("tools/executions", ToolExecutionViewSet, basename="execution")
+router.register("tools", ToolViewSet, basename="tool")
 
 urlpatterns = router.urls

@@ -283,7 +283,22 @@ class HttpExecutor(Executor):
         auth = config.get("auth") or {"type": "none"}
         if auth["type"] != "none":
             checks.append(secret_check(tool, auth["secret_id"], actor=actor))
+        if checks[0].ok and config.get("method", "GET") in ("GET", "HEAD"):
+            checks.append(self._probe(config.get("method", "GET"), sample, tool.timeout_seconds))
         return checks
+
+    @staticmethod
+    def _probe(method: str, url: str, timeout: float) -> Check:
+        """Only read-only tools are probed: the server answers, and no redirect leaves the rules."""
+        try:
+            response = safe_http.safe_request(method, url, timeout=min(timeout, 10), max_bytes=64 * 1024)
+        except safe_http.ResponseTooLarge:
+            return Check("reachable", True, "The server answered.")
+        except safe_http.UnsafeURLError as exc:
+            return Check("reachable", False, f"Refused: {exc}")
+        except safe_http.SafeHTTPError as exc:
+            return Check("reachable", False, str(exc))
+        return Check("reachable", True, f"The server answered {response.status_code}.")
 
 
 registry.register(HttpExecutor())
