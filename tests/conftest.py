@@ -80,10 +80,13 @@ def live_worker(django_db_setup, django_db_blocker):
 
     with django_db_blocker.unblock():
         worker = start_worker()
-    eager = celery_app.conf.task_always_eager
+    eager, default_queue = celery_app.conf.task_always_eager, celery_app.conf.task_default_queue
+    # Tasks the code under test enqueues itself go to this worker's private queue too.
     celery_app.conf.task_always_eager = False
+    celery_app.conf.task_default_queue = worker.queue
     try:
         yield worker
     finally:
         celery_app.conf.task_always_eager = eager
+        celery_app.conf.task_default_queue = default_queue
         worker.stop()

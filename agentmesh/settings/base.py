@@ -238,6 +238,12 @@ CELERY_BEAT_SCHEDULE = {
 # --- Logging ----------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOG_FORMAT = env_str("LOG_FORMAT", "json")  # json (one object per line) or plain
+QUIET_LOGGERS = {
+    "django.db.backends": {"level": "WARNING"},
+    # httpx logs every request URL at INFO: query strings may carry credentials.
+    "httpx": {"level": "WARNING"},
+    "httpcore": {"level": "WARNING"},
+}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -261,7 +267,7 @@ LOGGING = {
         },
     },
     "root": {"handlers": ["console", "database"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": QUIET_LOGGERS,
 }
 
 

@@ -26,5 +26,5 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"auth": "1000/minute", "user": "1000
 SAFE_HTTP_ALLOWLIST = ["127.0.0.1"]
 FERNET_KEYS = ["ZmVybmV0LXRlc3Qta2V5LTAxMjM0NTY3ODlhYmNkZWY="]
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
-LOGGING = {"version": 1, "disable_existing_loggers": False}
+LOGGING = {"version": 1, "disable_existing_loggers": False, "loggers": QUIET_LOGGERS}  # noqa: F405
 ROOT_URLCONF = "tests.testapp.urls"
