@@ -54,6 +54,7 @@ class RoleObjectPermission(BasePermission):
 
     A viewset maps custom actions to object actions with `object_actions`, e.g.
     {"deploy": "change", "interact": "use"}; `share` is reserved to the owner and admins.
+    List actions that create objects (imports) go in `create_actions`: they need the add permission.
     """
 
     default_object_actions = {
@@ -69,7 +70,8 @@ class RoleObjectPermission(BasePermission):
         user = request.user
         if not user or not user.is_authenticated:
             return False
-        if getattr(view, "action", None) == "create":
+        action = getattr(view, "action", None)
+        if action == "create" or action in getattr(view, "create_actions", ()):
             model = view.get_queryset().model
             return is_admin(user) or user.has_perm(f"{model._meta.app_label}.{codename(model, 'add')}")
         return True

@@ -158,3 +158,37 @@ class ToolStatsSerializer(serializers.Serializer):
     duration_ms = PercentilesSerializer()
     errors_by_kind = serializers.DictField(child=serializers.IntegerField())
     per_day = DayCountSerializer(many=True)
+
+
+class OpenAPIImportSerializer(serializers.Serializer):
+    document = serializers.JSONField(
+        required=False, help_text="The OpenAPI 3 document: a JSON object, or JSON/YAML text."
+    )
+    url = serializers.URLField(required=False, help_text="…or where to fetch it (through the SSRF guard).")
+    base_url = serializers.URLField(required=False, help_text="Overrides the document's servers[0].url.")
+    auth = serializers.DictField(
+        required=False, help_text="http auth config for every tool (see GET /types)."
+    )
+    category = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")
+    operations = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        help_text="operationIds to import (default all).",
+    )
+    name_prefix = serializers.CharField(required=False, allow_blank=True, max_length=20, default="")
+
+    def validate(self, attrs):
+        if ("document" in attrs) == ("url" in attrs):
+            raise serializers.ValidationError({"document": ["Give either document or url."]})
+        return attrs
+
+
+class MCPImportSerializer(serializers.Serializer):
+    url = serializers.URLField(help_text="The MCP server's Streamable HTTP endpoint.")
+    headers_secret_id = serializers.UUIDField(required=False, allow_null=True)
+    names = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        help_text="Server tools to import (default all).",
+    )
+    category = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")

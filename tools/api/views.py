@@ -6,6 +6,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from agentmesh.core.permissions import is_admin, permitted_queryset
+from agentmesh.core.signals import snapshot
 from agentmesh.core.viewsets import ServiceBackedViewSet
 from masterdata.api.serializers import CategoryCountSerializer
 
@@ -16,6 +17,8 @@ from ..models import Tool, ToolExecution
 from ..testing import tool_test
 from .serializers import (
     ExecuteRequestSerializer,
+    MCPImportSerializer,
+    OpenAPIImportSerializer,
     TestReportSerializer,
     TestRequestSerializer,
     ToolExecutionSerializer,
@@ -48,6 +51,7 @@ class ToolViewSet(ServiceBackedViewSet):
         "undeploy": "change",
         "stats": "view",
     }
+    create_actions = {"import_openapi", "import_mcp"}
 
     def create_object(self, validated_data):
         return services.tool_create(owner=self.request.user, **validated_data)
@@ -164,6 +168,50 @@ class ToolViewSet(ServiceBackedViewSet):
             for e in registry.types()
         ]
         return Response(ToolTypeSerializer(rows, many=True).data)
+
+    @extend_schema(
+        operation_id="tools_import_openapi",
+        request=OpenAPIImportSerializer,
+        responses={201: ToolSerializer(many=True)},
+    )
+    @action(
+        detail=False, methods=["post"], url_path="import-openapi", filter_backends=[], pagination_class=None
+    )
+    def import_openapi(self, request):
+        """Create one draft `http` tool per operation of an OpenAPI 3 document (all or none)."""
+        data = OpenAPIImportSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        from ..openapi_import import tools_import_openapi
+
+        tools = tools_import_openapi(owner=request.user, **data.validated_data)
+        for tool in tools:
+            self._announce("create", tool, {}, snapshot(tool))
+        return Response(ToolSerializer(tools, many=True).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        operation_id="tools_import_mcp",
+        request=MCPImportSerializer,
+        responses={201: ToolSerializer(many=True)},
+    )
+    @action(detail=False, methods=["post"], url_path="import-mcp", filter_backends=[], pagination_class=None)
+    def import_mcp(self, request):
+        """Discover an MCP server's tools (tools/list) and create one draft `mcp` tool each."""
+        data = MCPImportSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        from ..mcp_import import tools_import_from_mcp
+
+        values = data.validated_data
+        secret_id = values.get("headers_secret_id")
+        tools = tools_import_from_mcp(
+            owner=request.user,
+            url=values["url"],
+            headers_secret_id=str(secret_id) if secret_id else None,
+            names=values.get("names"),
+            category=values["category"],
+        )
+        for tool in tools:
+            self._announce("create", tool, {}, snapshot(tool))
+        return Response(ToolSerializer(tools, many=True).data, status=status.HTTP_201_CREATED)
 
 
 class ToolExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
