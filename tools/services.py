@@ -78,12 +78,30 @@ def _unique_slug(tool: Tool) -> str:
     return slug
 
 
-def _config_error(message: str, path) -> ServiceValidationError:
-    field = ".".join(["config", *[str(p) for p in path]])
-    return ServiceValidationError(message, field=field)
+def _apply_default_schemas(tool: Tool, executor, previous: Tool | None) -> None:
+    old = registry.get(previous.type) if previous is not None and previous.type in registry else None
+    for attr, default_of in (
+        ("parameters_schema", "default_parameters_schema"),
+        ("output_schema", "default_output_schema"),
+    ):
+        current = getattr(tool, attr)
+        old_default = getattr(old, default_of)(previous.config) if old is not None else None
+        if not current or (old_default is not None and current == old_default):
+            fallback = {"type": "object", "properties": {}} if attr == "parameters_schema" else None
+            setattr(tool, attr, getattr(executor, default_of)(tool.config) or fallback)
 
 
-def _validate_tool(tool: Tool) -> None:
+def first_config_error(executor, config: Any) -> ConfigInvalid | None:
+    """The first JSON Schema error of `config` (in a stable order), or None."""
+    errors = sorted(Draft202012Validator(executor.config_schema).iter_errors(config), key=str)
+    if not errors:
+        return None
+    return ConfigInvalid(errors[0].message, field=".".join(str(p) for p in errors[0].absolute_path))
+
+
+def _validate_tool(tool: Tool, *, previous: Tool | None = None) -> None:
+    """Check the whole tool. Schemas the tool left to its type (empty, or still the previous
+    config's default) follow the type's defaults for the new config."""
     if not re.match(NAME_PATTERN, tool.name or ""):
         raise ServiceValidationError(
             "Use 1-64 letters, digits, underscores or hyphens (the function name models see).", field="name"
@@ -94,20 +112,15 @@ def _validate_tool(tool: Tool) -> None:
     executor = registry.get(tool.type)
     if not isinstance(tool.config, dict):
         raise ServiceValidationError("The config must be an object.", field="config")
-    error = next(
-        iter(sorted(Draft202012Validator(executor.config_schema).iter_errors(tool.config), key=str)), None
-    )
+    error = first_config_error(executor, tool.config)
+    if error is None:
+        try:
+            executor.check_config(tool.config, owner=tool.owner)
+        except ConfigInvalid as exc:
+            error = exc
     if error is not None:
-        raise _config_error(error.message, error.absolute_path)
-    try:
-        executor.check_config(tool.config, owner=tool.owner)
-    except ConfigInvalid as exc:
-        raise _config_error(str(exc), [exc.field] if exc.field else []) from exc
-    if not tool.parameters_schema:
-        tool.parameters_schema = executor.default_parameters_schema(tool.config) or {
-            "type": "object",
-            "properties": {},
-        }
+        raise ServiceValidationError(str(error), field=".".join(filter(None, ["config", error.field])))
+    _apply_default_schemas(tool, executor, previous)
     check_json_schema(tool.parameters_schema, "parameters_schema")
     if tool.parameters_schema.get("type", "object") != "object":
         raise ServiceValidationError(
@@ -174,12 +187,13 @@ def tool_update(*, tool: Tool, **fields: Any) -> Tool:
     if unknown:
         raise TypeError(f"Unexpected tool fields: {sorted(unknown)}")
     tool = Tool.objects.select_for_update().get(pk=tool.pk)
+    previous = Tool(type=tool.type, config=tool.config)
     changed = {name for name, value in fields.items() if getattr(tool, name) != value}
     for name in changed:
         setattr(tool, name, fields[name])
     if "name" in fields:
         tool.name = (tool.name or "").strip()
-    _validate_tool(tool)
+    _validate_tool(tool, previous=previous)
     if changed & BEHAVIOUR_FIELDS:
         tool.version += 1
         tool.status = ToolStatus.DRAFT
@@ -244,9 +258,9 @@ def _static_checks(tool: Tool) -> list[Check]:
             checks.append(Check("output_schema", False, exc.message))
     try:
         executor = registry.get(tool.type)
-        errors = list(Draft202012Validator(executor.config_schema).iter_errors(tool.config))
-        if errors:
-            raise ConfigInvalid(errors[0].message, field=".".join(map(str, errors[0].absolute_path)))
+        error = first_config_error(executor, tool.config)
+        if error is not None:
+            raise error
         executor.check_config(tool.config, owner=tool.owner)
         checks.append(Check("config", True))
     except (LookupError, ConfigInvalid) as exc:

@@ -319,3 +319,37 @@ def test_executions_list_shows_only_visible_ones(client_for, developer, other_de
 def test_url_names_follow_the_house_style():
     assert reverse("tools-api:tool-list") == TOOLS
     assert reverse("tools-api:execution-list") == f"{TOOLS}/executions"
+
+
+def test_schemas_left_to_the_type_follow_a_config_change(client_for, developer, fake_api):
+    client = client_for(developer)
+    created = client.post(
+        TOOLS,
+        {"name": "t", "type": "http", "config": {"url": fake_api.url + "/items/{item_id}"}},
+        format="json",
+    ).json()
+    changed = client.patch(
+        f"{TOOLS}/{created['id']}",
+        {"config": {"url": fake_api.url + "/users/{user}/posts/{post}"}},
+        format="json",
+    ).json()
+    assert changed["parameters_schema"]["required"] == ["user", "post"]
+    own = {
+        "type": "object",
+        "properties": {"user": {"type": "string", "minLength": 3}, "post": {"type": "string"}},
+    }
+    client.patch(f"{TOOLS}/{created['id']}", {"parameters_schema": own}, format="json")
+    kept = client.patch(
+        f"{TOOLS}/{created['id']}", {"config": {"url": fake_api.url + "/u/{user}/p/{post}"}}, format="json"
+    ).json()
+    assert kept["parameters_schema"] == own  # the user's own schema is never replaced
+
+
+def test_builtin_tools_get_their_functions_output_schema(client_for, developer):
+    body = (
+        client_for(developer)
+        .post(TOOLS, {"name": "calc", "type": "builtin", "config": {"function": "calculator"}}, format="json")
+        .json()
+    )
+    assert body["output_schema"]["properties"]["result"]
+    assert body["parameters_schema"]["required"] == ["expression"]

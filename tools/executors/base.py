@@ -98,6 +98,10 @@ class Executor:
         """A parameters schema to use when the tool declares none (builtins declare theirs)."""
         return None
 
+    def default_output_schema(self, config: dict) -> dict | None:
+        """An output schema to use when the tool declares none."""
+        return None
+
     def execute(self, call: ToolCall) -> ToolOutput:
         raise NotImplementedError
 

@@ -438,6 +438,10 @@ class BuiltinExecutor(Executor):
         function = FUNCTIONS.get(config.get("function", ""))
         return copy.deepcopy(function.parameters) if function else None
 
+    def default_output_schema(self, config: dict) -> dict | None:
+        function = FUNCTIONS.get(config.get("function", ""))
+        return copy.deepcopy(function.output) if function and function.output else None
+
     def execute(self, call: ToolCall) -> ToolOutput:
         name = call.tool.config.get("function", "")
         function = FUNCTIONS.get(name)
