@@ -50,3 +50,10 @@ def test_seed_demo_is_idempotent(capsys):
     assert User.objects.filter(username="admin", is_superuser=True, role="admin").count() == 1
     assert User.objects.filter(username="developer", role="developer").count() == 1
     assert "already exists" in capsys.readouterr().out
+    from masterdata.models import ModelConfig
+    from tools.models import Tool
+
+    developer = User.objects.get(username="developer")
+    assert ModelConfig.objects.filter(owner=developer, provider="echo").count() == 1
+    tools = Tool.objects.filter(owner=developer, category="Demo")
+    assert tools.count() == 3 and set(tools.values_list("status", flat=True)) == {"deployed"}

@@ -6,10 +6,11 @@ from django.core.management.base import BaseCommand
 
 from agentmesh.accounts.models import Role
 from agentmesh.accounts.services import user_ensure
+from integration.services import demo_seed
 
 
 class Command(BaseCommand):
-    help = "Create the demo admin and developer accounts if they do not exist."
+    help = "Create the demo accounts and the developer's demo data if they do not exist."
 
     def handle(self, *args, **options):
         accounts = [
@@ -28,11 +29,19 @@ class Command(BaseCommand):
                 False,
             ),
         ]
+        developer = None
         for username, email, password, role, superuser in accounts:
-            _user, created = user_ensure(
+            user, created = user_ensure(
                 username=username, email=email, password=password, role=role, superuser=superuser
             )
             if created:
                 self.stdout.write(f"created {role} '{username}' with password '{password}'")
             else:
                 self.stdout.write(f"{role} '{username}' already exists (password unchanged)")
+            if role == Role.DEVELOPER:
+                developer = user
+        counts = demo_seed(owner=developer)
+        self.stdout.write(
+            f"demo data for '{developer.username}': {counts['models']} model config(s) and "
+            f"{counts['tools']} deployed built-in tool(s) created"
+        )
