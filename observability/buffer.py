@@ -144,7 +144,9 @@ def flush(*, force: bool = False) -> int:
     except Exception as exc:
         buf.last_flush_error = f"{type(exc).__name__}: {exc}"[:500]
         buf.last_flush_error_at = time.time()
-        logger.warning("observability buffer flush failed; %s items dropped", len(samples) + len(logs))
+        logger.warning(
+            "observability buffer flush failed; %s items dropped", len(samples) + len(logs) + len(counters)
+        )
         return 0
     finally:
         _state.flushing = False

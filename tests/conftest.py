@@ -90,3 +90,13 @@ def live_worker(django_db_setup, django_db_blocker):
         celery_app.conf.task_always_eager = eager
         celery_app.conf.task_default_queue = default_queue
         worker.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drain_observability_buffer(django_db_setup):
+    """Drop what tests left in the in-process observability buffer before the test database
+    goes away (its exit-time flush would otherwise fail against a dropped database)."""
+    yield
+    from observability import buffer
+
+    buffer.BUFFER.drain()

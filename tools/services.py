@@ -411,7 +411,7 @@ def tool_execution_run_queued(*, execution_id) -> ToolExecution | None:
     """Run a queued execution (the worker's side). Does nothing unless it is still queued."""
     with transaction.atomic():
         execution = (
-            ToolExecution.objects.select_for_update()
+            ToolExecution.objects.select_for_update(of=("self",))
             .select_related("tool", "user")
             .filter(pk=execution_id)
             .first()

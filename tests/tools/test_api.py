@@ -353,3 +353,57 @@ def test_builtin_tools_get_their_functions_output_schema(client_for, developer):
     )
     assert body["output_schema"]["properties"]["result"]
     assert body["parameters_schema"]["required"] == ["expression"]
+
+
+PETSTORE = {
+    "openapi": "3.0.3",
+    "info": {"title": "Pets", "version": "1"},
+    "paths": {
+        "/items/{item_id}": {
+            "get": {
+                "operationId": "getItem",
+                "parameters": [
+                    {"name": "item_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+            }
+        },
+        "/echo": {
+            "post": {
+                "operationId": "echo it",
+                "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
+            }
+        },
+    },
+}
+
+
+def test_import_openapi_creates_draft_http_tools(client_for, developer, fake_api):
+    client = client_for(developer)
+    response = client.post(
+        f"{TOOLS}/import-openapi",
+        {"document": PETSTORE, "base_url": fake_api.url, "category": "Pets"},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    tools = {t["name"]: t for t in response.json()}
+    assert set(tools) == {"getItem", "echo_it"}
+    assert all(
+        t["status"] == "draft" and t["type"] == "http" and t["category"] == "Pets" for t in tools.values()
+    )
+    run = client.post(
+        f"{TOOLS}/{tools['getItem']['id']}/execute", {"arguments": {"item_id": "3"}}, format="json"
+    )
+    assert run.json()["result"]["id"] == "3"
+
+
+def test_import_openapi_input_errors_and_roles(client_for, developer, plain_user):
+    client = client_for(developer)
+    assert_problem(client.post(f"{TOOLS}/import-openapi", {}, format="json"), 400, "document")
+    bad = client.post(
+        f"{TOOLS}/import-openapi", {"document": {"swagger": "2.0"}, "base_url": "http://x"}, format="json"
+    )
+    assert_problem(bad, 400, "document")
+    assert_problem(
+        client_for(plain_user).post(f"{TOOLS}/import-openapi", {"document": PETSTORE}, format="json"), 403
+    )
+    assert not Tool.objects.exists()

@@ -164,8 +164,12 @@ class OpenAPIImportSerializer(serializers.Serializer):
     document = serializers.JSONField(
         required=False, help_text="The OpenAPI 3 document: a JSON object, or JSON/YAML text."
     )
-    url = serializers.URLField(required=False, help_text="…or where to fetch it (through the SSRF guard).")
-    base_url = serializers.URLField(required=False, help_text="Overrides the document's servers[0].url.")
+    url = serializers.CharField(
+        required=False, max_length=2000, help_text="…or where to fetch it (through the SSRF guard)."
+    )
+    base_url = serializers.CharField(
+        required=False, max_length=2000, help_text="Overrides the document's servers[0].url."
+    )
     auth = serializers.DictField(
         required=False, help_text="http auth config for every tool (see GET /types)."
     )
@@ -175,7 +179,7 @@ class OpenAPIImportSerializer(serializers.Serializer):
         required=False,
         help_text="operationIds to import (default all).",
     )
-    name_prefix = serializers.CharField(required=False, allow_blank=True, max_length=20, default="")
+    name_prefix = serializers.CharField(required=False, allow_blank=True, max_length=48, default="")
 
     def validate(self, attrs):
         if ("document" in attrs) == ("url" in attrs):
@@ -184,7 +188,7 @@ class OpenAPIImportSerializer(serializers.Serializer):
 
 
 class MCPImportSerializer(serializers.Serializer):
-    url = serializers.URLField(help_text="The MCP server's Streamable HTTP endpoint.")
+    url = serializers.CharField(max_length=2000, help_text="The MCP server’s Streamable HTTP endpoint.")
     headers_secret_id = serializers.UUIDField(required=False, allow_null=True)
     names = serializers.ListField(
         child=serializers.CharField(max_length=200),
