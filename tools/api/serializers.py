@@ -188,7 +188,7 @@ class OpenAPIImportSerializer(serializers.Serializer):
 
 
 class MCPImportSerializer(serializers.Serializer):
-    url = serializers.CharField(max_length=2000, help_text="The MCP server’s Streamable HTTP endpoint.")
+    url = serializers.CharField(max_length=2000, help_text="Streamable HTTP endpoint of the MCP server.")
     headers_secret_id = serializers.UUIDField(required=False, allow_null=True)
     names = serializers.ListField(
         child=serializers.CharField(max_length=200),
