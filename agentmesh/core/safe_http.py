@@ -1,7 +1,8 @@
 """The one outbound HTTP client of the product, with its SSRF guard.
 
 Every outbound call (model endpoints, HTTP tools, OpenAPI/MCP import, webhooks, notifications) goes
-through `safe_request`, `safe_client` or an `httpx.Client(transport=SafeTransport())`.
+through `safe_request`, `safe_client` or an `httpx.Client(transport=SafeTransport())`; the MCP SDK,
+which speaks httpx2 (a fork of httpx), goes through `safe_async_client` / `SafeAsyncTransport`.
 
 The guard sits in the network layer of the transport: a connection resolves the host once, refuses it
 unless every address is public (or allow-listed by an administrator) and connects to exactly the checked
@@ -19,8 +20,12 @@ import socket
 import time
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import httpcore
+import httpcore2
 import httpx
+import httpx2
 from django.conf import settings
 from django.db.models.signals import post_delete, post_save
 
@@ -458,3 +463,179 @@ def safe_request(
     except httpx.HTTPError as exc:
         raise UpstreamError(f"The request to {url} failed: {exc}", url=url) from exc
     return response
+
+
+# --- Async client for the MCP SDK (httpx2) ------------------------------------------------------
+#
+# The official MCP SDK (mcp 2.x) does its HTTP with httpx2/httpcore2, pydantic's fork of httpx/httpcore,
+# and its Streamable HTTP client only takes an `httpx2.AsyncClient`: an httpx AsyncClient or transport
+# does not plug in. The fork keeps httpcore's pluggable network backend, so the guard is the one above,
+# not a weaker variant: the backend resolves once, checks every address and connects to a checked IP.
+# (A check_url(resolve=True) before handing the URL to the SDK would leave a DNS-rebinding window,
+# since the library would resolve the name again when it connects.)
+
+
+def _closing_new_db_connections(fn: Any, *args: Any) -> Any:
+    """Call fn(*args), then close the database connections the call opened (the admin allow rules are
+    read from the database). For worker threads, which come and go with their event loop."""
+    from django.db import connections
+
+    already_open = {alias for alias in connections if connections[alias].connection is not None}
+    try:
+        return fn(*args)
+    finally:
+        for alias in connections:
+            if alias not in already_open:
+                connections[alias].close()
+
+
+async def _off_loop(fn: Any, *args: Any) -> Any:
+    """Run a check in a worker thread: getaddrinfo blocks, and Django refuses database queries (the allow
+    rules) on a thread that runs an event loop."""
+    return await anyio.to_thread.run_sync(_closing_new_db_connections, fn, *args, abandon_on_cancel=True)
+
+
+def _resolve_checked(host: str, port: int) -> list[IPAddress]:
+    addresses = _resolve(host, port)
+    for address in addresses:
+        _check_address(host, address, literal=False)
+    return addresses
+
+
+class _GuardedAsyncBackend(httpcore2.AnyIOBackend):
+    """Async counterpart of _GuardedBackend (asyncio or trio, through anyio)."""
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        try:
+            with anyio.fail_after(timeout):
+                addresses = await _off_loop(_resolve_checked, host, port)
+        except TimeoutError as exc:
+            raise httpcore2.ConnectTimeout(f"Resolving {host} timed out") from exc
+        except (socket.gaierror, UnicodeError) as exc:
+            raise httpcore2.ConnectError(f"Could not resolve {host}: {exc}") from exc
+        error: Exception = httpcore2.ConnectError(f"No address found for {host}")
+        for address in addresses:
+            try:
+                return await super().connect_tcp(str(address), port, timeout, local_address, socket_options)
+            except (httpcore2.ConnectError, httpcore2.ConnectTimeout) as exc:
+                error = exc
+        raise error
+
+
+class _CappedAsyncStream(httpx2.AsyncByteStream):
+    """A response body that raises ResponseTooLarge once more than `limit` bytes arrived."""
+
+    def __init__(self, stream: httpx2.AsyncByteStream, limit: int, url: str) -> None:
+        self._stream, self._limit, self._url = stream, limit, url
+
+    async def __aiter__(self):
+        size = 0
+        async for chunk in self._stream:
+            size += len(chunk)
+            if size > self._limit:
+                raise ResponseTooLarge(
+                    f"The response from {self._url} is larger than {self._limit} bytes.", url=self._url
+                )
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class SafeAsyncTransport(httpx2.AsyncHTTPTransport):
+    """httpx2 async transport with the guard of SafeTransport: static URL checks on every request (so on
+    every redirect hop), resolve once, refuse forbidden addresses, connect to the checked IP. For
+    `httpx2.AsyncClient`, the client the MCP SDK requires.
+
+    `max_response_bytes` caps each response body (bytes on the wire) with ResponseTooLarge.
+    Proxies and Unix sockets are not supported: both would bypass the address check.
+    """
+
+    def __init__(
+        self,
+        *,
+        verify: Any = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx2.Limits | None = None,
+        local_address: str | None = None,
+        retries: int = 0,
+        socket_options: Any = None,
+        max_response_bytes: int | None = None,
+    ) -> None:
+        # Not calling super().__init__: it would build a pool with the default network backend.
+        limits = limits or httpx2.Limits(max_connections=100, max_keepalive_connections=20)
+        self._pool = httpcore2.AsyncConnectionPool(
+            ssl_context=httpx2.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            http1=http1,
+            http2=http2,
+            local_address=local_address,
+            retries=retries,
+            socket_options=socket_options,
+            network_backend=_GuardedAsyncBackend(),
+        )
+        self._max_response_bytes = max_response_bytes
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        url = str(request.url)
+        try:
+            # httpx2.URL has the attributes of httpx.URL that _check_static reads.
+            await _off_loop(_check_static, request.url)
+            response = await super().handle_async_request(request)
+        except UnsafeURLError as exc:
+            exc.url = exc.url or url
+            raise
+        limit = self._max_response_bytes
+        if limit is not None:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                await response.aclose()
+                raise ResponseTooLarge(f"The response from {url} is larger than {limit} bytes.", url=url)
+            response.stream = _CappedAsyncStream(response.stream, limit, url)
+        return response
+
+
+def _async_timeout(timeout: float | httpx2.Timeout | None) -> httpx2.Timeout:
+    if isinstance(timeout, httpx2.Timeout):
+        return timeout
+    connect = settings.SAFE_HTTP_CONNECT_TIMEOUT
+    read = settings.SAFE_HTTP_READ_TIMEOUT if timeout is None else timeout
+    return httpx2.Timeout(connect=min(connect, read), read=read, write=read, pool=connect)
+
+
+def safe_async_client(
+    *,
+    timeout: float | httpx2.Timeout | None = None,
+    follow_redirects: bool = True,
+    max_response_bytes: int | None = None,
+    **kwargs: Any,
+) -> httpx2.AsyncClient:
+    """httpx2.AsyncClient using SafeAsyncTransport; timeouts and max_redirects as in safe_client.
+
+    Pass it to the MCP SDK (`streamable_http_client(url, http_client=...)`). Other keyword arguments go
+    to httpx2.AsyncClient (headers, event_hooks, ...); verify/cert/http1/http2/limits configure the
+    transport. Errors: UnsafeURLError and ResponseTooLarge as raised here, httpx2 exceptions otherwise.
+    """
+    for name in _FORBIDDEN_CLIENT_OPTIONS:
+        if name in kwargs:
+            raise TypeError(f"safe_async_client() does not accept {name!r}: it would bypass the SSRF guard.")
+    transport_options = {name: kwargs.pop(name) for name in _TRANSPORT_OPTIONS if name in kwargs}
+    kwargs.setdefault("max_redirects", settings.SAFE_HTTP_MAX_REDIRECTS)
+    return httpx2.AsyncClient(
+        transport=SafeAsyncTransport(max_response_bytes=max_response_bytes, **transport_options),
+        timeout=_async_timeout(timeout),
+        follow_redirects=follow_redirects,
+        **kwargs,
+    )
