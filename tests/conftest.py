@@ -11,9 +11,13 @@ _counter = itertools.count()
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
+    from agentmesh.core.safe_http import clear_allow_rule_cache
+
     cache.clear()
     yield
     cache.clear()
+    # Allow rules a test created vanish with its rolled-back transaction, without signals.
+    clear_allow_rule_cache()
 
 
 @pytest.fixture

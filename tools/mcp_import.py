@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from django.conf import settings
@@ -14,10 +13,9 @@ from agentmesh.core.exceptions import ServiceValidationError
 from .executors.base import ConfigInvalid, ToolError, check_secret_reference
 from .executors.mcp import HeadersSecretInvalid, headers_from_secret, list_server_tools
 from .models import Tool
+from .naming import owner_tool_names, sanitize_name, unique_name
 from .services import tool_create
 
-NAME_MAX = 64
-_NOT_NAME = re.compile(r"[^a-zA-Z0-9_-]+")
 EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
 
 
@@ -60,17 +58,6 @@ def mcp_server_tools(*, url: str, headers_secret_id: str | None = None, owner) -
     ]
 
 
-def _tool_name(server_name: str, taken: set[str]) -> str:
-    """`server_name` as a tool name (^[a-zA-Z0-9_-]{1,64}$), with -2, -3... when it is taken."""
-    base = _NOT_NAME.sub("_", server_name).strip("_")[:NAME_MAX] or "tool"
-    name, n = base, 2
-    while name in taken:
-        suffix = f"-{n}"
-        name, n = base[: NAME_MAX - len(suffix)] + suffix, n + 1
-    taken.add(name)
-    return name
-
-
 def tools_import_from_mcp(
     *,
     owner,
@@ -98,13 +85,13 @@ def tools_import_from_mcp(
         config_base["headers_secret_id"] = str(headers_secret_id)
     created: list[Tool] = []
     with transaction.atomic():
-        taken = set(Tool.objects.filter(owner=owner).values_list("name", flat=True))
+        taken = owner_tool_names(owner)
         for index, server_tool in enumerate(listed):
             schema = server_tool["inputSchema"] if isinstance(server_tool["inputSchema"], dict) else {}
             try:
                 tool = tool_create(
                     owner=owner,
-                    name=_tool_name(server_tool["name"], taken),
+                    name=unique_name(sanitize_name(server_tool["name"]) or "tool", taken),
                     type="mcp",
                     description=server_tool["description"],
                     category=category,

@@ -23,6 +23,7 @@ from agentmesh.core.exceptions import ServiceValidationError
 from masterdata.services import MAX_TAGS, TAG_PATTERN
 
 from .models import Tool
+from .naming import NAME_MAX, owner_tool_names, sanitize_name, unique_name
 from .services import tool_create
 
 MAX_DOCUMENT_BYTES = 2 * 1024 * 1024
@@ -35,8 +36,6 @@ MAX_DESCRIPTION = 4000
 MAX_CATEGORY = 100
 FETCH_TIMEOUT_SECONDS = 20.0
 
-NAME_MAX = 64
-_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_-]+")
 _PREFIX = re.compile(r"^[a-zA-Z0-9_-]{0,48}$")
 # Argument keys: anything LLM function-calling APIs accept; path arguments also become {placeholders},
 # where str.format reads "." and "[" as attribute / index access, so they get a narrower alphabet.
@@ -322,26 +321,13 @@ def _json_schema(schema: Any, legacy: bool) -> Any:
 
 
 # --- naming -----------------------------------------------------------------------------------
-def _sanitize_name(raw: str) -> str:
-    return _NAME_CHARS.sub("_", raw).strip("_")[:NAME_MAX]
-
-
 def _base_name(method: str, path: str, operation: dict) -> str:
     operation_id = operation.get("operationId")
     if isinstance(operation_id, str):
-        name = _sanitize_name(operation_id)
+        name = sanitize_name(operation_id)
         if name:
             return name
-    return _sanitize_name(f"{method} {path}") or method
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    candidate, n = name, 2
-    while candidate in taken:
-        suffix = f"-{n}"
-        candidate, n = f"{name[: NAME_MAX - len(suffix)]}{suffix}", n + 1
-    taken.add(candidate)
-    return candidate
+    return sanitize_name(f"{method} {path}") or method
 
 
 def _arg_key(name: str, location: str, taken: set[str]) -> str:
@@ -351,7 +337,7 @@ def _arg_key(name: str, location: str, taken: set[str]) -> str:
     key = name if pattern.match(name) else (chars.sub("_", name).strip("_")[:48] or location)
     if key in taken:
         key = f"{key[:48]}_{location}"
-    return _unique(key, taken)
+    return unique_name(key, taken)
 
 
 # --- operations -------------------------------------------------------------------------------
@@ -644,10 +630,6 @@ def _tool_fields(op: _Operation, doc: dict, resolver: _Resolver, server: str, au
     }
 
 
-def _existing_names(owner) -> set[str]:
-    return set(Tool.objects.filter(owner=owner).values_list("name", flat=True))
-
-
 def _reraise(op: _Operation, exc: ServiceValidationError) -> ServiceValidationError:
     """A tool that does not validate: name the operation; auth errors belong to `auth`."""
     field, messages = next(iter(exc.detail.items())) if isinstance(exc.detail, dict) else ("", exc.detail)
@@ -703,10 +685,10 @@ def tools_import_openapi(
         raise _error(str(exc), field=exc.field) from None
 
     with transaction.atomic():
-        taken = _existing_names(owner)
+        taken = owner_tool_names(owner)
         created = []
         for op, fields in planned:
-            op.name = _unique(f"{name_prefix}{op.base_name}"[:NAME_MAX], taken)
+            op.name = unique_name(f"{name_prefix}{op.base_name}"[:NAME_MAX], taken)
             try:
                 tool = tool_create(owner=owner, name=op.name, type="http", category=category, **fields)
             except ServiceValidationError as exc:

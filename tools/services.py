@@ -133,6 +133,8 @@ def _validate_tool(tool: Tool, *, previous: Tool | None = None) -> None:
         )
     if tool.max_retries > MAX_RETRIES:
         raise ServiceValidationError(f"At most {MAX_RETRIES}.", field="max_retries")
+    if len(tool.category or "") > Tool._meta.get_field("category").max_length:
+        raise ServiceValidationError("At most 100 characters.", field="category")
     tool.tags = normalize_tags(tool.tags)
     check_test_cases(tool.test_cases)
     ensure_unique_per_owner(tool, "name")

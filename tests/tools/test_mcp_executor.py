@@ -13,7 +13,6 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
 
 from agentmesh.core.exceptions import ServiceValidationError
-from agentmesh.core.safe_http import clear_allow_rule_cache
 from masterdata.services import secret_create
 from tools.mcp_import import mcp_server_tools, tools_import_from_mcp
 from tools.models import ExecutionStatus, Tool
@@ -86,15 +85,6 @@ def mcp_url() -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_allow_rules():
-    # Allow rules are cached in-process for 30s, and rows rolled back with another test's
-    # transaction send no post_delete: start and end with an empty cache.
-    clear_allow_rule_cache()
-    yield
-    clear_allow_rule_cache()
 
 
 @pytest.fixture
@@ -360,3 +350,20 @@ def test_discovery_errors_are_validation_errors_on_url(developer, mcp_url, setti
         tools_import_from_mcp(owner=developer, url=url)
     assert field_of(info.value) == "url"
     assert not Tool.objects.filter(owner=developer).exists()
+
+
+def test_import_mcp_through_the_api(client_for, developer, plain_user, mcp_url):
+    client = client_for(developer)
+    response = client.post("/api/v1/tools/import-mcp", {"url": mcp_url, "names": ["add"]}, format="json")
+    assert response.status_code == 201, response.json()
+    [tool] = response.json()
+    assert tool["type"] == "mcp" and tool["name"] == "add" and tool["status"] == "draft"
+    assert tool["config"] == {"url": mcp_url, "tool_name": "add"}
+    report = client.post(f"/api/v1/tools/{tool['id']}/validate").json()
+    assert report["valid"] is True, report
+    run = client.post(f"/api/v1/tools/{tool['id']}/execute", {"arguments": {"a": 2, "b": 3}}, format="json")
+    assert run.json()["status"] == "succeeded" and run.json()["result"] == {"result": 5}
+    refused = client_for(plain_user).post("/api/v1/tools/import-mcp", {"url": mcp_url}, format="json")
+    assert refused.status_code == 403
+    bad = client.post("/api/v1/tools/import-mcp", {"url": "http://127.0.0.1:1/mcp"}, format="json")
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "url"

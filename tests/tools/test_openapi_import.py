@@ -503,7 +503,7 @@ def test_a_failure_creates_nothing(developer, api, monkeypatch):
     existing = tool_create(owner=developer, name="showPetById", type="http", config={"url": f"{api.url}/x"})
     # Another request takes the name between the check and the creation: the third tool fails after
     # two were created, and the transaction takes those back.
-    monkeypatch.setattr(openapi_import, "_existing_names", lambda owner: set())
+    monkeypatch.setattr(openapi_import, "owner_tool_names", lambda owner: set())
     with pytest.raises(ServiceValidationError, match="showPetById") as exc:
         tools_import_openapi(owner=developer, document=petstore(f"{api.url}/api"))
     assert field_of(exc) == "document"
