@@ -83,6 +83,8 @@ class Conversation(TimeStampedModel):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     title = models.CharField(max_length=200, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # The run holding the conversation: runs on one conversation are serialized.
+    active_run_id = models.UUIDField(null=True, blank=True, editable=False)
 
     def __str__(self) -> str:
         return self.title or str(self.pk)
