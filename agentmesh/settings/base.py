@@ -301,3 +301,14 @@ TOOLS_MAX_TIMEOUT_SECONDS = env_int("TOOLS_MAX_TIMEOUT_SECONDS", 300)
 # `POST /tools/{id}/execute` without ?async waits at most this long (the call times out after).
 TOOLS_SYNC_MAX_SECONDS = env_int("TOOLS_SYNC_MAX_SECONDS", 60)
 TOOLS_MAX_RESPONSE_BYTES = env_int("TOOLS_MAX_RESPONSE_BYTES", 5 * 1024 * 1024)
+
+# --- Agents ---------------------------------------------------------------------------------
+# Limits that apply when an agent's constraints set none.
+AGENTS_DEFAULT_MAX_TURNS = env_int("AGENTS_DEFAULT_MAX_TURNS", 10)
+AGENTS_DEFAULT_TIMEOUT_SECONDS = env_int("AGENTS_DEFAULT_TIMEOUT_SECONDS", 300)
+AGENTS_DEFAULT_HISTORY_MESSAGES = env_int("AGENTS_DEFAULT_HISTORY_MESSAGES", 50)
+AGENTS_TOOL_CONCURRENCY = env_int("AGENTS_TOOL_CONCURRENCY", 4)  # tool calls of one turn run at once
+AGENTS_MAX_TOOL_RESULT_CHARS = env_int("AGENTS_MAX_TOOL_RESULT_CHARS", 20_000)
+AGENTS_MAX_DEPTH = env_int("AGENTS_MAX_DEPTH", 3)  # agent tools calling agents
+AGENTS_CONVERSATION_WAIT_SECONDS = env_int("AGENTS_CONVERSATION_WAIT_SECONDS", 30)
+AGENTS_STREAM_PING_SECONDS = float(env_str("AGENTS_STREAM_PING_SECONDS", "5"))
