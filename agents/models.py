@@ -40,7 +40,9 @@ class Agent(OwnedModel):
         default=dict, blank=True, help_text='{"type": "text"} or {"type": "json_schema", "schema": {…}}.'
     )
     parameters = models.JSONField(default=dict, blank=True, help_text="Overrides of the model's parameters.")
-    status = models.CharField(max_length=20, choices=AgentStatus.choices, default=AgentStatus.DRAFT, db_index=True)
+    status = models.CharField(
+        max_length=20, choices=AgentStatus.choices, default=AgentStatus.DRAFT, db_index=True
+    )
     deployed_version = models.ForeignKey(
         "AgentVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -127,9 +129,13 @@ class AgentRun(TimeStampedModel):
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="child_runs"
     )
     depth = models.PositiveSmallIntegerField(default=0, help_text="0, or how deep in agent-calls-agent.")
-    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    status = models.CharField(
+        max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True
+    )
     stop_reason = models.CharField(max_length=30, choices=StopReason.choices, blank=True, db_index=True)
-    input = models.JSONField(default=dict, blank=True, help_text="The new messages and variables of this run.")
+    input = models.JSONField(
+        default=dict, blank=True, help_text="The new messages and variables of this run."
+    )
     output = models.TextField(blank=True)
     output_json = models.JSONField(null=True, blank=True, help_text="Parsed output when the format is JSON.")
     error = models.TextField(blank=True)
@@ -198,7 +204,9 @@ class Message(TimeStampedModel):
     """One Chat Completions message of a conversation, in order."""
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
-    run = models.ForeignKey(AgentRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="messages")
+    run = models.ForeignKey(
+        AgentRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="messages"
+    )
     seq = models.PositiveIntegerField()
     role = models.CharField(max_length=20)
     content = models.TextField(null=True, blank=True)
@@ -207,7 +215,9 @@ class Message(TimeStampedModel):
 
     class Meta(TimeStampedModel.Meta):
         ordering = ["conversation", "seq"]
-        constraints = [models.UniqueConstraint(fields=["conversation", "seq"], name="agents_message_seq_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "seq"], name="agents_message_seq_unique")
+        ]
 
     def __str__(self) -> str:
         return f"{self.conversation_id} #{self.seq} {self.role}"

@@ -115,12 +115,12 @@ def check_secret_reference(secret_id: Any, *, owner, field: str) -> None:
     from agentmesh.core.permissions import has_object_action
     from masterdata.models import Secret
 
-    secret = Secret.objects.filter(pk=secret_id).first() if _is_uuid(secret_id) else None
+    secret = Secret.objects.filter(pk=secret_id).first() if is_uuid(secret_id) else None
     if secret is None or not has_object_action(owner, secret, "use"):
         raise ConfigInvalid("No secret with this id that you may use.", field=field)
 
 
-def _is_uuid(value: Any) -> bool:
+def is_uuid(value: Any) -> bool:
     import uuid
 
     try:
