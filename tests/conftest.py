@@ -104,3 +104,13 @@ def _drain_observability_buffer(django_db_setup):
     from observability import buffer
 
     buffer.BUFFER.drain()
+
+
+@pytest.fixture(scope="module")
+def fake_api():
+    """A real HTTP API on 127.0.0.1 (tests/fake_api.py) for tools and their callers."""
+    from tests.fake_api import FakeAPI
+
+    api = FakeAPI().start()
+    yield api
+    api.stop()

@@ -327,6 +327,8 @@ class RunLoop:
             step.status, step.error = "failed", str(exc)[:5000]
             step.duration_ms = (time.perf_counter() - started) * 1000
             step.save()
+            if exc.kind == "timeout" and self.budget.remaining_seconds() < 1:
+                raise LimitReached(StopReason.TIMEOUT, f"The run exceeded {self.budget.timeout:g}s.") from exc
             raise
         step.name = response.model or step.name
         step.output = {

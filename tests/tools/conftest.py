@@ -1,14 +1,6 @@
 import pytest
 
-from tests.fake_api import FakeAPI
 from tools import services
-
-
-@pytest.fixture(scope="module")
-def fake_api():
-    api = FakeAPI().start()
-    yield api
-    api.stop()
 
 
 @pytest.fixture
