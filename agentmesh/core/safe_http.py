@@ -639,3 +639,143 @@ def safe_async_client(
         follow_redirects=follow_redirects,
         **kwargs,
     )
+
+
+# --- Sync client for the openai/anthropic SDKs (httpx2) -----------------------------------------
+#
+# The official openai (3.x) and anthropic (2.x) SDKs do their HTTP with httpx2 as well and take an
+# `httpx2.Client` as `http_client` (the anthropic SDK accepts nothing else). This is the sync counterpart
+# of the async guard above and of SafeTransport: same checks, same resolve-once-and-connect-to-the-checked-
+# address backend, so an SDK call cannot reach an address the rest of the product may not.
+
+
+class _GuardedBackend2(httpcore2.SyncBackend):
+    """_GuardedBackend for httpcore2: resolves once, checks every address, connects only to a checked one."""
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore2.NetworkStream:
+        try:
+            addresses = _resolve(host, port)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise httpcore2.ConnectError(f"Could not resolve {host}: {exc}") from exc
+        for address in addresses:
+            _check_address(host, address, literal=False)
+        error: Exception = httpcore2.ConnectError(f"No address found for {host}")
+        for address in addresses:
+            try:
+                return super().connect_tcp(str(address), port, timeout, local_address, socket_options)
+            except (httpcore2.ConnectError, httpcore2.ConnectTimeout) as exc:
+                error = exc
+        raise error
+
+
+class _CappedStream(httpx2.SyncByteStream):
+    """A response body that raises ResponseTooLarge once more than `limit` bytes arrived."""
+
+    def __init__(self, stream: httpx2.SyncByteStream, limit: int, url: str) -> None:
+        self._stream, self._limit, self._url = stream, limit, url
+
+    def __iter__(self):
+        size = 0
+        for chunk in self._stream:
+            size += len(chunk)
+            if size > self._limit:
+                raise ResponseTooLarge(
+                    f"The response from {self._url} is larger than {self._limit} bytes.", url=self._url
+                )
+            yield chunk
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class SafeTransport2(httpx2.HTTPTransport):
+    """httpx2 (sync) transport with the guard of SafeTransport: static URL checks on every request (so on
+    every redirect hop), resolve once, refuse forbidden addresses, connect to the checked IP (Host header
+    and TLS SNI/certificate host name stay the original host). For the `httpx2.Client` the openai and
+    anthropic SDKs take as `http_client`.
+
+    `max_response_bytes` caps each response body (bytes on the wire) with ResponseTooLarge.
+    Proxies and Unix sockets are not supported: both would bypass the address check.
+    """
+
+    def __init__(
+        self,
+        *,
+        verify: Any = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx2.Limits | None = None,
+        local_address: str | None = None,
+        retries: int = 0,
+        socket_options: Any = None,
+        max_response_bytes: int | None = None,
+    ) -> None:
+        # Not calling super().__init__: it would build a pool with the default network backend.
+        limits = limits or httpx2.Limits(max_connections=100, max_keepalive_connections=20)
+        self._pool = httpcore2.ConnectionPool(
+            ssl_context=httpx2.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            http1=http1,
+            http2=http2,
+            local_address=local_address,
+            retries=retries,
+            socket_options=socket_options,
+            network_backend=_GuardedBackend2(),
+        )
+        self._max_response_bytes = max_response_bytes
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        url = str(request.url)
+        try:
+            # httpx2.URL has the attributes of httpx.URL that _check_static reads.
+            _check_static(request.url)
+            response = super().handle_request(request)
+        except UnsafeURLError as exc:
+            exc.url = exc.url or url
+            raise
+        limit = self._max_response_bytes
+        if limit is not None:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                response.close()
+                raise ResponseTooLarge(f"The response from {url} is larger than {limit} bytes.", url=url)
+            response.stream = _CappedStream(response.stream, limit, url)
+        return response
+
+
+def safe_httpx2_client(
+    *,
+    timeout: float | httpx2.Timeout | None = None,
+    follow_redirects: bool = True,
+    max_response_bytes: int | None = None,
+    **kwargs: Any,
+) -> httpx2.Client:
+    """httpx2.Client using SafeTransport2; timeouts and max_redirects as in safe_client.
+
+    Pass it to the SDKs: `OpenAI(..., http_client=safe_httpx2_client(...))`,
+    `Anthropic(..., http_client=...)`. Other keyword arguments go to httpx2.Client (headers, event_hooks,
+    ...); verify/cert/http1/http2/limits configure the transport. Errors: UnsafeURLError and
+    ResponseTooLarge as raised here, httpx2 exceptions otherwise.
+    """
+    for name in _FORBIDDEN_CLIENT_OPTIONS:
+        if name in kwargs:
+            raise TypeError(f"safe_httpx2_client() does not accept {name!r}: it would bypass the SSRF guard.")
+    transport_options = {name: kwargs.pop(name) for name in _TRANSPORT_OPTIONS if name in kwargs}
+    kwargs.setdefault("max_redirects", settings.SAFE_HTTP_MAX_REDIRECTS)
+    return httpx2.Client(
+        transport=SafeTransport2(max_response_bytes=max_response_bytes, **transport_options),
+        timeout=_async_timeout(timeout),  # an httpx2.Timeout, whether the client is sync or async
+        follow_redirects=follow_redirects,
+        **kwargs,
+    )

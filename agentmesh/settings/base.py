@@ -312,3 +312,13 @@ AGENTS_MAX_TOOL_RESULT_CHARS = env_int("AGENTS_MAX_TOOL_RESULT_CHARS", 20_000)
 AGENTS_MAX_DEPTH = env_int("AGENTS_MAX_DEPTH", 3)  # agent tools calling agents
 AGENTS_CONVERSATION_WAIT_SECONDS = env_int("AGENTS_CONVERSATION_WAIT_SECONDS", 30)
 AGENTS_STREAM_PING_SECONDS = float(env_str("AGENTS_STREAM_PING_SECONDS", "5"))
+
+# --- LLM providers ---
+# Retries of a model call (408/409/429/5xx, timeouts, connection errors), bounded by the request's timeout.
+LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 2)
+# First backoff (s); it doubles with each retry, with jitter. A retry-after header replaces it.
+LLM_RETRY_BACKOFF_SECONDS = float(env_str("LLM_RETRY_BACKOFF_SECONDS", "0.5"))
+LLM_MAX_RETRY_WAIT_SECONDS = float(env_str("LLM_MAX_RETRY_WAIT_SECONDS", "10"))  # cap of any one wait
+# Circuit breaker per model: open after this many consecutive failed calls (0: off), for the cooldown.
+LLM_BREAKER_FAILURES = env_int("LLM_BREAKER_FAILURES", 5)
+LLM_BREAKER_COOLDOWN_SECONDS = float(env_str("LLM_BREAKER_COOLDOWN_SECONDS", "30"))
