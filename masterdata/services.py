@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 TAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.+-]{0,49}$")
 MAX_TAGS = 30
 MAX_SECRET_CHARS = 10_000
-MAX_FALLBACK_CHAIN = 10
+MAX_FALLBACK_CHAIN = 3  # fallbacks after the primary; the LLM client tries this many
 
 
 class SecretAccessDenied(PermissionError):

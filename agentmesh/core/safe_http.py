@@ -303,6 +303,20 @@ def check_url(url: str, *, resolve: bool = True) -> None:
 # --- Transport ----------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=16)
+def _cached_ssl_context(library, verify: Any, cert: Any, trust_env: bool):
+    return library.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
+
+
+def _ssl_context(library, verify: Any, cert: Any, trust_env: bool):
+    """Loading the CA bundle costs ~30 ms: build each distinct context once and share it
+    (SSLContext is safe to share between connections and threads)."""
+    try:
+        return _cached_ssl_context(library, verify, cert, trust_env)
+    except TypeError:  # an unhashable verify/cert (e.g. an SSLContext given by the caller)
+        return library.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
+
+
 class _GuardedBackend(httpcore.SyncBackend):
     """Resolves once, checks every address, connects only to a checked address."""
 
@@ -332,8 +346,8 @@ class _GuardedBackend(httpcore.SyncBackend):
 class SafeTransport(httpx.HTTPTransport):
     """httpx transport that resolves the host ONCE, refuses forbidden addresses, and connects to the
     checked IP (Host header and TLS SNI/certificate host name stay the original host). Because it sits
-    in the transport, every redirect hop followed by an httpx.Client is re-checked. Usable by the
-    openai/anthropic SDKs via httpx.Client(transport=SafeTransport()).
+    in the transport, every redirect hop followed by an httpx.Client is re-checked. (The openai,
+    anthropic and mcp SDKs use the httpx2 fork: see SafeTransport2 and SafeAsyncTransport.)
 
     Proxies and Unix sockets are not supported: both would bypass the address check.
     """
@@ -354,7 +368,7 @@ class SafeTransport(httpx.HTTPTransport):
         # Not calling super().__init__: it would build a pool with the default network backend.
         limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env),
+            ssl_context=_ssl_context(httpx, verify, cert, trust_env),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
@@ -575,7 +589,7 @@ class SafeAsyncTransport(httpx2.AsyncHTTPTransport):
         # Not calling super().__init__: it would build a pool with the default network backend.
         limits = limits or httpx2.Limits(max_connections=100, max_keepalive_connections=20)
         self._pool = httpcore2.AsyncConnectionPool(
-            ssl_context=httpx2.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env),
+            ssl_context=_ssl_context(httpx2, verify, cert, trust_env),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
@@ -722,7 +736,7 @@ class SafeTransport2(httpx2.HTTPTransport):
         # Not calling super().__init__: it would build a pool with the default network backend.
         limits = limits or httpx2.Limits(max_connections=100, max_keepalive_connections=20)
         self._pool = httpcore2.ConnectionPool(
-            ssl_context=httpx2.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env),
+            ssl_context=_ssl_context(httpx2, verify, cert, trust_env),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,

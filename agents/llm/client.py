@@ -49,6 +49,7 @@ import tenacity
 from django.conf import settings
 from django.core.cache import cache
 
+from masterdata.services import MAX_FALLBACK_CHAIN
 from observability.services import SpanHandle, event_record, span_end, span_start, use_span
 
 from .adapters import Adapter, ProviderError, adapter_for
@@ -56,7 +57,7 @@ from .base import ChatDelta, ChatRequest, ChatResponse, LLMError, Usage
 
 logger = logging.getLogger(__name__)
 
-MAX_FALLBACKS = 3
+MAX_FALLBACKS = MAX_FALLBACK_CHAIN
 NO_FALLBACK_KINDS = frozenset({"bad_request", "config"})
 # Outcomes that count against a model's health, and answers that prove its endpoint is up.
 UNHEALTHY_KINDS = frozenset({"timeout", "rate_limited", "upstream"})
