@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 api_v1 = [
     path("auth/", include("agentmesh.accounts.api.urls")),
     path("", include("tools.api.urls")),  # the router registers under tools
+    path("", include("agents.api.urls")),  # the router registers under agents
     path("master-data/", include("masterdata.api.urls")),
     path("observability/", include("observability.api.urls")),
     path("system/", include("system.api.urls")),

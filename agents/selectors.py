@@ -1,0 +1,86 @@
+"""Reads over agents: run statistics computed by the database, and what each user may see of
+runs and conversations."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce, TruncDate
+from django.utils import timezone
+
+from agentmesh.core.aggregates import percentiles
+from agentmesh.core.permissions import is_admin, permitted_queryset
+
+from .models import FINISHED_RUN_STATUSES, Agent, AgentRun, Conversation, RunStatus
+
+
+def agent_stats(*, agent: Agent, days: int = 30) -> dict:
+    """Runs by status and stop reason, p50/p95 duration, tokens, cost, tool calls and runs per
+    day over the last `days` days — a fixed number of queries whatever the volume."""
+    since = timezone.now() - timedelta(days=days)
+    runs = AgentRun.objects.filter(agent=agent, created_at__gte=since)
+    totals = runs.aggregate(
+        runs=Count("id"),
+        input_tokens=Coalesce(Sum("input_tokens"), 0),
+        output_tokens=Coalesce(Sum("output_tokens"), 0),
+        cost_usd=Sum("cost_usd"),
+        tool_calls=Coalesce(Sum("tool_calls"), 0),
+        turns=Coalesce(Sum("turns"), 0),
+    )
+    by_status = runs.values("status").annotate(count=Count("id")).order_by("status")
+    by_stop_reason = (
+        runs.exclude(stop_reason="").values("stop_reason").annotate(count=Count("id")).order_by("stop_reason")
+    )
+    per_day = (
+        runs.annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(
+            runs=Count("id"),
+            succeeded=Count("id", filter=Q(status=RunStatus.SUCCEEDED)),
+            cost_usd=Sum("cost_usd"),
+        )
+        .order_by("day")
+    )
+    return {
+        "agent_id": agent.pk,
+        "days": days,
+        "runs": totals["runs"],
+        "by_status": {row["status"]: row["count"] for row in by_status},
+        "by_stop_reason": {row["stop_reason"]: row["count"] for row in by_stop_reason},
+        "duration_ms": percentiles(runs.filter(status__in=FINISHED_RUN_STATUSES), "duration_ms", (0.5, 0.95)),
+        "input_tokens": totals["input_tokens"],
+        "output_tokens": totals["output_tokens"],
+        "cost_usd": totals["cost_usd"] or Decimal("0"),
+        "tool_calls": totals["tool_calls"],
+        "turns": totals["turns"],
+        "per_day": [
+            {
+                "day": row["day"],
+                "runs": row["runs"],
+                "succeeded": row["succeeded"],
+                "cost_usd": row["cost_usd"] or Decimal("0"),
+            }
+            for row in per_day
+        ],
+    }
+
+
+def runs_visible_to(user, runs: QuerySet | None = None) -> QuerySet:
+    """Runs of agents the user may view, and the runs the user started."""
+    runs = AgentRun.objects.all() if runs is None else runs
+    if is_admin(user):
+        return runs
+    if not user or not user.is_authenticated:
+        return runs.none()
+    visible_agents = permitted_queryset(user, Agent.objects.all()).values("pk")
+    return runs.filter(Q(agent__in=visible_agents) | Q(user=user))
+
+
+def conversations_visible_to(user, conversations: QuerySet | None = None) -> QuerySet:
+    """The user's own conversations, and every conversation with an agent the user owns."""
+    conversations = Conversation.objects.all() if conversations is None else conversations
+    if is_admin(user):
+        return conversations
+    if not user or not user.is_authenticated:
+        return conversations.none()
+    return conversations.filter(Q(user=user) | Q(agent__owner=user))
