@@ -57,3 +57,7 @@ def test_seed_demo_is_idempotent(capsys):
     assert ModelConfig.objects.filter(owner=developer, provider="echo").count() == 1
     tools = Tool.objects.filter(owner=developer, category="Demo")
     assert tools.count() == 3 and set(tools.values_list("status", flat=True)) == {"deployed"}
+    from agents.models import Agent
+
+    agent = Agent.objects.get(owner=developer, name="echo-assistant")
+    assert agent.status == "deployed" and agent.tools.count() == 3 and agent.versions.count() == 1

@@ -12,10 +12,14 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections
 from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import renderers, serializers, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
+
+from agentmesh.core.permissions import has_object_action
 
 from ..models import AgentRun, RunStatus
 from ..runs import run_cancel, run_execute, run_start
@@ -176,8 +180,9 @@ class InteractMixin:
             200: InteractResultSerializer,
             202: InteractResultSerializer,
             (200, "text/event-stream"): OpenApiResponse(
+                response=OpenApiTypes.STR,
                 description="With stream=true: events run.created, message.delta, tool_call.started, "
-                "tool_call.completed, run.completed | run.failed, and ping."
+                "tool_call.completed, run.completed | run.failed, and ping.",
             ),
         },
     )
@@ -216,5 +221,9 @@ class CancelMixin:
     @extend_schema(operation_id="agents_runs_cancel", request=None, responses={200: InteractResultSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request, *args, **kwargs):
-        """Cancel a queued run now, or a running one at its next step."""
-        return Response(InteractResultSerializer(run_cancel(run=self.get_object())).data)
+        """Cancel a queued run now, or a running one at its next step (the run's user, the
+        agent's owner or editors, and admins)."""
+        run = self.get_object()
+        if run.user_id != request.user.pk and not has_object_action(request.user, run.agent, "change"):
+            raise PermissionDenied("Only the run's user or the agent's editors may cancel it.")
+        return Response(InteractResultSerializer(run_cancel(run=run)).data)

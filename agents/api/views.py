@@ -12,6 +12,7 @@ from tools.models import Tool
 from .. import selectors, services
 from ..filters import AgentFilter, AgentRunFilter
 from ..models import Agent, AgentRun, AgentRunStep, AgentVersion, Conversation
+from .interact import CancelMixin, InteractMixin
 from .serializers import (
     AgentRunDetailSerializer,
     AgentRunSerializer,
@@ -25,7 +26,7 @@ from .serializers import (
 )
 
 
-class AgentViewSet(ServiceBackedViewSet):
+class AgentViewSet(InteractMixin, ServiceBackedViewSet):
     queryset = Agent.objects.select_related("owner", "deployed_version").defer("deployed_version__snapshot")
     serializer_class = AgentSerializer
     filterset_class = AgentFilter
@@ -134,7 +135,7 @@ class AgentViewSet(ServiceBackedViewSet):
         return self.get_paginated_response(ConversationSerializer(page, many=True).data)
 
 
-class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class RunViewSet(CancelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Runs of agents you may see, and the runs you started."""
 
     queryset = AgentRun.objects.select_related("agent", "version", "user").defer("version__snapshot")

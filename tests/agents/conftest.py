@@ -72,7 +72,7 @@ def deployed_agent(developer, fake_model):
                     "parameters_schema": t.parameters_schema,
                 }
                 for t in tools
-            ],  # fmt: skip
+            ],
             "skills": [],
             "limits": {**effective_limits([]), **(limits or {})},
             "memory": memory or {"max_messages": None, "max_tokens": None},

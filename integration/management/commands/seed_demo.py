@@ -43,5 +43,5 @@ class Command(BaseCommand):
         counts = demo_seed(owner=developer)
         self.stdout.write(
             f"demo data for '{developer.username}': {counts['models']} model config(s) and "
-            f"{counts['tools']} deployed built-in tool(s) created"
+            f"{counts['tools']} deployed built-in tool(s) and {counts['agents']} deployed agent(s) created"
         )
