@@ -342,7 +342,8 @@ def effective_timeout(tool: Tool, *, cap: float | None = None) -> float:
 
 
 def _new_execution(tool: Tool, arguments: dict, *, actor, caller_type: str, caller_ref: str, is_test: bool):
-    return ToolExecution.objects.create(
+    """An unsaved execution row: a synchronous call writes it once, when it has finished."""
+    return ToolExecution(
         tool=tool,
         tool_version=tool.version,
         user=actor if getattr(actor, "pk", None) else None,
@@ -404,7 +405,7 @@ def tool_execute_async(
             tool, arguments, actor=actor, caller_type=caller_type, caller_ref=caller_ref, is_test=False
         )
         execution.pending_arguments = crypto.encrypt(json.dumps(arguments))
-        execution.save(update_fields=["pending_arguments"])
+        execution.save()
         enqueue_on_commit(run_tool_execution, str(execution.pk))
     return execution
 
