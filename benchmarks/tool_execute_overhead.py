@@ -51,6 +51,8 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentmesh.settings.test")
+# The production default (test settings flush the observability buffer after every request).
+os.environ.setdefault("OBSERVABILITY_FLUSH_SECONDS", "2")
 
 import django  # noqa: E402
 

@@ -277,7 +277,7 @@ OBSERVABILITY_LOG_DB_LEVEL = LOGGING["handlers"]["database"]["level"]
 # this often (0: at the end of every request/task, a constant two statements), and hold at
 # most OBSERVABILITY_BUFFER_MAX entries each (oldest dropped first). Raise the interval to
 # batch across requests on busy API processes.
-OBSERVABILITY_FLUSH_SECONDS = float(env_str("OBSERVABILITY_FLUSH_SECONDS", "0"))
+OBSERVABILITY_FLUSH_SECONDS = float(env_str("OBSERVABILITY_FLUSH_SECONDS", "2"))
 OBSERVABILITY_BUFFER_MAX = env_int("OBSERVABILITY_BUFFER_MAX", 10_000)
 OBSERVABILITY_METRICS_CACHE_SECONDS = env_int("OBSERVABILITY_METRICS_CACHE_SECONDS", 15)
 OBSERVABILITY_WEBHOOK_TIMEOUT = float(env_str("OBSERVABILITY_WEBHOOK_TIMEOUT", "10"))

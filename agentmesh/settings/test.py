@@ -28,3 +28,5 @@ FERNET_KEYS = ["ZmVybmV0LXRlc3Qta2V5LTAxMjM0NTY3ODlhYmNkZWY="]
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
 LOGGING = {"version": 1, "disable_existing_loggers": False, "loggers": QUIET_LOGGERS}  # noqa: F405
 ROOT_URLCONF = "tests.testapp.urls"
+# Tests read what a request recorded right after it: flush the observability buffer every time.
+OBSERVABILITY_FLUSH_SECONDS = float(os.environ.get("OBSERVABILITY_FLUSH_SECONDS", "0"))
