@@ -18,20 +18,7 @@ class AgentAdmin(ServiceBackedAdmin):
     raw_id_fields = ["owner"]
     filter_horizontal = ["tools", "skills", "constraints"]
     readonly_fields = ["status", "deployed_version", "deployed_at"]
-    service_fields = (
-        "name",
-        "description",
-        "model",
-        "prompt",
-        "prompt_variables",
-        "system_prompt",
-        "tools",
-        "skills",
-        "constraints",
-        "memory",
-        "response_format",
-        "parameters",
-    )
+    service_fields = services.AGENT_FIELDS
     actions = ["deploy_agents", "undeploy_agents"]
 
     def changed_values(self, form) -> dict:

@@ -31,7 +31,8 @@ from tools.models import ToolStatus
 
 from .models import Agent, AgentStatus, AgentVersion
 
-AGENT_FIELDS = {
+# What callers may set, in display order (the API serializer and the admin form use it too).
+AGENT_FIELDS = (
     "name",
     "description",
     "model",
@@ -44,7 +45,7 @@ AGENT_FIELDS = {
     "memory",
     "response_format",
     "parameters",
-}
+)
 M2M_FIELDS = ("tools", "skills", "constraints")
 NAME_MAX_CHARS = Agent._meta.get_field("name").max_length
 MAX_PROMPT_VARIABLES = 100
@@ -183,7 +184,7 @@ def _validate_agent(agent: Agent, *, changed: set[str], m2m: dict[str, list]) ->
 
 
 def _split_fields(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list]]:
-    unknown = set(fields) - AGENT_FIELDS
+    unknown = set(fields) - set(AGENT_FIELDS)
     if unknown:
         raise TypeError(f"Unexpected agent fields: {sorted(unknown)}")
     m2m = {name: list(fields.pop(name) or []) for name in M2M_FIELDS if name in fields}
@@ -206,7 +207,7 @@ def agent_update(*, agent: Agent, **fields: Any) -> Agent:
     """Update the editable definition. A deployed version is untouched: deploy again to
     freeze the changes into a new one."""
     fields, m2m = _split_fields(dict(fields))
-    agent = Agent.objects.select_for_update().select_related("owner", "model", "prompt").get(pk=agent.pk)
+    agent = Agent.objects.select_for_update(of=("self",)).select_related("owner", "model", "prompt").get(pk=agent.pk)
     changed = set()
     for field, value in fields.items():
         if field in ("model", "prompt"):

@@ -16,20 +16,7 @@ class ToolAdmin(ServiceBackedAdmin):
     list_select_related = ["owner"]
     raw_id_fields = ["owner"]
     readonly_fields = ["slug", "version", "status", "validated_at", "validation_report", "deployed_at"]
-    service_fields = (
-        "name",
-        "description",
-        "category",
-        "type",
-        "parameters_schema",
-        "output_schema",
-        "config",
-        "tags",
-        "timeout_seconds",
-        "max_retries",
-        "retry_non_idempotent",
-        "test_cases",
-    )
+    service_fields = services.TOOL_FIELDS
     actions = ["validate_tools", "deploy_tools", "undeploy_tools"]
 
     def save_via_service(self, request, obj, form, change):

@@ -38,7 +38,8 @@ from .testing import TEST_CASE_SCHEMA
 
 logger = logging.getLogger(__name__)
 
-TOOL_FIELDS = {
+# What callers may set, in display order (the API serializer and the admin form use it too).
+TOOL_FIELDS = (
     "name",
     "description",
     "category",
@@ -51,7 +52,7 @@ TOOL_FIELDS = {
     "max_retries",
     "retry_non_idempotent",
     "test_cases",
-}
+)
 # A change to any of these is a new version that must be validated and deployed again.
 BEHAVIOUR_FIELDS = {"type", "parameters_schema", "output_schema", "config", "timeout_seconds", "name"}
 MAX_RETRIES = 5
@@ -173,7 +174,7 @@ def sync_wait_seconds() -> float:
 
 @transaction.atomic
 def tool_create(*, owner, name: str, type: str, **fields: Any) -> Tool:  # noqa: A002
-    unknown = set(fields) - TOOL_FIELDS
+    unknown = set(fields) - set(TOOL_FIELDS)
     if unknown:
         raise TypeError(f"Unexpected tool fields: {sorted(unknown)}")
     tool = Tool(owner=owner, name=(name or "").strip(), type=type, **fields)
@@ -185,7 +186,7 @@ def tool_create(*, owner, name: str, type: str, **fields: Any) -> Tool:  # noqa:
 
 @transaction.atomic
 def tool_update(*, tool: Tool, **fields: Any) -> Tool:
-    unknown = set(fields) - TOOL_FIELDS
+    unknown = set(fields) - set(TOOL_FIELDS)
     if unknown:
         raise TypeError(f"Unexpected tool fields: {sorted(unknown)}")
     tool = Tool.objects.select_for_update().get(pk=tool.pk)

@@ -317,6 +317,38 @@ def _ssl_context(library, verify: Any, cert: Any, trust_env: bool):
         return library.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
 
 
+def _guarded_pool(
+    pool_class,
+    backend,
+    library,
+    *,
+    verify: Any = True,
+    cert: Any = None,
+    trust_env: bool = True,
+    http1: bool = True,
+    http2: bool = False,
+    limits: Any = None,
+    local_address: str | None = None,
+    retries: int = 0,
+    socket_options: Any = None,
+):
+    """A connection pool (httpcore or httpcore2, sync or async) that connects only through
+    `backend`, the guarded network backend; the options are httpx transport options."""
+    limits = limits or library.Limits(max_connections=100, max_keepalive_connections=20)
+    return pool_class(
+        ssl_context=_ssl_context(library, verify, cert, trust_env),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        http1=http1,
+        http2=http2,
+        local_address=local_address,
+        retries=retries,
+        socket_options=socket_options,
+        network_backend=backend,
+    )
+
+
 class _GuardedBackend(httpcore.SyncBackend):
     """Resolves once, checks every address, connects only to a checked address."""
 
@@ -352,33 +384,9 @@ class SafeTransport(httpx.HTTPTransport):
     Proxies and Unix sockets are not supported: both would bypass the address check.
     """
 
-    def __init__(
-        self,
-        *,
-        verify: Any = True,
-        cert: Any = None,
-        trust_env: bool = True,
-        http1: bool = True,
-        http2: bool = False,
-        limits: httpx.Limits | None = None,
-        local_address: str | None = None,
-        retries: int = 0,
-        socket_options: Any = None,
-    ) -> None:
+    def __init__(self, **options: Any) -> None:
         # Not calling super().__init__: it would build a pool with the default network backend.
-        limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=_ssl_context(httpx, verify, cert, trust_env),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=http1,
-            http2=http2,
-            local_address=local_address,
-            retries=retries,
-            socket_options=socket_options,
-            network_backend=_GuardedBackend(),
-        )
+        self._pool = _guarded_pool(httpcore.ConnectionPool, _GuardedBackend(), httpx, **options)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         try:
@@ -572,34 +580,9 @@ class SafeAsyncTransport(httpx2.AsyncHTTPTransport):
     Proxies and Unix sockets are not supported: both would bypass the address check.
     """
 
-    def __init__(
-        self,
-        *,
-        verify: Any = True,
-        cert: Any = None,
-        trust_env: bool = True,
-        http1: bool = True,
-        http2: bool = False,
-        limits: httpx2.Limits | None = None,
-        local_address: str | None = None,
-        retries: int = 0,
-        socket_options: Any = None,
-        max_response_bytes: int | None = None,
-    ) -> None:
+    def __init__(self, *, max_response_bytes: int | None = None, **options: Any) -> None:
         # Not calling super().__init__: it would build a pool with the default network backend.
-        limits = limits or httpx2.Limits(max_connections=100, max_keepalive_connections=20)
-        self._pool = httpcore2.AsyncConnectionPool(
-            ssl_context=_ssl_context(httpx2, verify, cert, trust_env),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=http1,
-            http2=http2,
-            local_address=local_address,
-            retries=retries,
-            socket_options=socket_options,
-            network_backend=_GuardedAsyncBackend(),
-        )
+        self._pool = _guarded_pool(httpcore2.AsyncConnectionPool, _GuardedAsyncBackend(), httpx2, **options)
         self._max_response_bytes = max_response_bytes
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
@@ -719,34 +702,9 @@ class SafeTransport2(httpx2.HTTPTransport):
     Proxies and Unix sockets are not supported: both would bypass the address check.
     """
 
-    def __init__(
-        self,
-        *,
-        verify: Any = True,
-        cert: Any = None,
-        trust_env: bool = True,
-        http1: bool = True,
-        http2: bool = False,
-        limits: httpx2.Limits | None = None,
-        local_address: str | None = None,
-        retries: int = 0,
-        socket_options: Any = None,
-        max_response_bytes: int | None = None,
-    ) -> None:
+    def __init__(self, *, max_response_bytes: int | None = None, **options: Any) -> None:
         # Not calling super().__init__: it would build a pool with the default network backend.
-        limits = limits or httpx2.Limits(max_connections=100, max_keepalive_connections=20)
-        self._pool = httpcore2.ConnectionPool(
-            ssl_context=_ssl_context(httpx2, verify, cert, trust_env),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=http1,
-            http2=http2,
-            local_address=local_address,
-            retries=retries,
-            socket_options=socket_options,
-            network_backend=_GuardedBackend2(),
-        )
+        self._pool = _guarded_pool(httpcore2.ConnectionPool, _GuardedBackend2(), httpx2, **options)
         self._max_response_bytes = max_response_bytes
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:

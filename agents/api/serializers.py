@@ -5,6 +5,7 @@ from masterdata.models import Constraint, ModelConfig, Prompt, Skill
 from tools.models import Tool
 
 from ..models import Agent, AgentRun, AgentRunStep, AgentVersion, Conversation, Message, RunStatus, StepKind
+from ..services import AGENT_FIELDS
 
 
 def _reference(queryset, label: str, **kwargs) -> serializers.PrimaryKeyRelatedField:
@@ -71,18 +72,7 @@ class AgentSerializer(serializers.ModelSerializer):
         model = Agent
         fields = [
             "id",
-            "name",
-            "description",
-            "model",
-            "prompt",
-            "prompt_variables",
-            "system_prompt",
-            "tools",
-            "skills",
-            "constraints",
-            "memory",
-            "response_format",
-            "parameters",
+            *AGENT_FIELDS,
             "status",
             "deployed_version",
             "deployed_at",

@@ -4,6 +4,7 @@ from agentmesh.core.serializers import OwnerField
 from masterdata.api.serializers import tags_field
 
 from ..models import Tool, ToolExecution
+from ..services import TOOL_FIELDS
 from ..testing import TEST_CASE_SCHEMA
 
 
@@ -22,19 +23,8 @@ class ToolSerializer(serializers.ModelSerializer):
         model = Tool
         fields = [
             "id",
-            "name",
             "slug",
-            "description",
-            "category",
-            "type",
-            "parameters_schema",
-            "output_schema",
-            "config",
-            "tags",
-            "timeout_seconds",
-            "max_retries",
-            "retry_non_idempotent",
-            "test_cases",
+            *TOOL_FIELDS,
             "version",
             "status",
             "validated_at",
