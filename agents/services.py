@@ -207,7 +207,11 @@ def agent_update(*, agent: Agent, **fields: Any) -> Agent:
     """Update the editable definition. A deployed version is untouched: deploy again to
     freeze the changes into a new one."""
     fields, m2m = _split_fields(dict(fields))
-    agent = Agent.objects.select_for_update(of=("self",)).select_related("owner", "model", "prompt").get(pk=agent.pk)
+    agent = (
+        Agent.objects.select_for_update(of=("self",))
+        .select_related("owner", "model", "prompt")
+        .get(pk=agent.pk)
+    )
     changed = set()
     for field, value in fields.items():
         if field in ("model", "prompt"):
