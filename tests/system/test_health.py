@@ -35,9 +35,10 @@ def test_health_is_503_when_the_cache_is_down(api_client, settings):
 def test_health_is_503_when_the_broker_is_down(api_client, monkeypatch):
     from agentmesh.celery import app
 
-    # Celery prefers the CELERY_BROKER_URL environment variable over its configuration.
-    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
+    # Celery prefers the CELERY_BROKER_URL environment variable over its configuration. The
+    # configuration is patched first: its undo must restore the value read before the env change.
     monkeypatch.setattr(app.conf, "broker_url", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
     response = api_client.get("/api/v1/system/health")
     assert response.status_code == 503
     assert response.json()["components"]["broker"]["status"] == "down"
