@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -194,6 +195,7 @@ class RunLoop:
         )
         new_messages = run.input.get("messages", [])
         try:
+            self._check_rate_limit()
             self.budget.spent_today_before = _spent_today(run)
             self.budget.check_input([str(m.get("content") or "") for m in new_messages])
             self.budget.check_tokens_and_cost()
@@ -216,6 +218,17 @@ class RunLoop:
         except Exception as exc:  # the run must end in a state, whatever broke
             logger.exception("agent run %s crashed", run.pk)
             self._finish(RunStatus.FAILED, StopReason.ERROR, f"Internal error: {type(exc).__name__}")
+
+    def _check_rate_limit(self) -> None:
+        per_minute = self.budget.limits.get("requests_per_minute")
+        if not per_minute:
+            return
+        since = timezone.now() - timedelta(minutes=1)
+        recent = AgentRun.objects.filter(agent_id=self.run.agent_id, created_at__gte=since).exclude(
+            pk=self.run.pk
+        )
+        if recent.count() >= per_minute:
+            raise LimitReached(StopReason.RATE_LIMIT, f"The agent allows {per_minute} runs per minute.")
 
     def _finish(self, status: str, stop_reason: str, error: str = "") -> None:
         run = self.run

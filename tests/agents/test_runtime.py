@@ -216,3 +216,12 @@ def test_spans_of_the_run_llm_and_tool_share_one_trace(developer, llm, deployed_
     assert root.attributes["gen_ai.operation.name"] == "invoke_agent"
     assert spans.filter(kind="llm").count() == 2 and spans.filter(kind="tool").count() == 1
     assert all(s.parent_span_id == root.span_id for s in spans.exclude(pk=root.pk))
+
+
+def test_rate_limit_counts_the_agents_recent_runs(developer, llm, deployed_agent):
+    agent = deployed_agent(limits={"requests_per_minute": 2})
+    assert interact(agent, developer).status == "succeeded"
+    assert interact(agent, developer).status == "succeeded"
+    third = interact(agent, developer)
+    assert (third.status, third.stop_reason) == ("incomplete", "rate_limit")
+    assert len(llm.requests) == 2
