@@ -6,6 +6,7 @@ The request middleware opens it for an HTTP request, the Celery signal handlers 
 
 import contextvars
 import secrets
+import threading
 from dataclasses import dataclass, field
 
 TRACEPARENT_HEADER = "traceparent"
@@ -20,6 +21,30 @@ def new_span_id() -> str:
     return secrets.token_hex(8)
 
 
+class SpanBatch:
+    """Finished spans of one request, written with its root span in one INSERT when the
+    request ends. After that (a streamed response still running) `add` refuses and the
+    caller writes the span itself."""
+
+    def __init__(self) -> None:
+        self._rows: list[dict] = []
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def add(self, row: dict) -> bool:
+        with self._lock:
+            if self._closed:
+                return False
+            self._rows.append(row)
+            return True
+
+    def close(self) -> list[dict]:
+        with self._lock:
+            self._closed = True
+            rows, self._rows = self._rows, []
+            return rows
+
+
 @dataclass
 class TraceContext:
     trace_id: str
@@ -30,6 +55,7 @@ class TraceContext:
     # Set when something (a child span, a published task) refers to the root span, so the
     # HTTP root span is written at the end of the request only when it is part of a tree.
     root_referenced: list[bool] = field(default_factory=lambda: [False])
+    span_batch: SpanBatch | None = None  # shared by the nested contexts of one request
 
 
 _current: contextvars.ContextVar[TraceContext | None] = contextvars.ContextVar(

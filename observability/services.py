@@ -357,13 +357,17 @@ def span_end(
     duration_ms = (time.perf_counter() - handle._t0) * 1000
     values = handle._row_values()
     values.update(end_time=handle.start_time + timedelta(milliseconds=duration_ms), duration_ms=duration_ms)
-    with _guarded(f"span {handle.name}") as ok:
-        if ok:
-            if handle.persisted:
-                Span.objects.filter(span_id=handle.span_id).update(**values)
-            else:
-                Span.objects.create(**values)
-                handle.persisted = True
+    batch = ctx.span_batch if not handle.persisted and (ctx := current()) is not None else None
+    if batch is not None and batch.add(values):
+        handle.persisted = True  # written with the request's root span
+    else:
+        with _guarded(f"span {handle.name}") as ok:
+            if ok:
+                if handle.persisted:
+                    Span.objects.filter(span_id=handle.span_id).update(**values)
+                else:
+                    Span.objects.create(**values)
+                    handle.persisted = True
     otlp.export_span(values)  # one settings check unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     try:
         metrics.record_run(
@@ -388,6 +392,7 @@ def use_span(handle: SpanHandle) -> Iterator[SpanHandle]:
         span_id=handle.span_id,
         request_id=outer.request_id if outer else "",
         user_id=handle.user_id,
+        span_batch=outer.span_batch if outer else None,
     )
     token = activate(ctx)
     try:

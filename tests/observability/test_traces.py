@@ -117,3 +117,39 @@ def test_eager_task_from_a_request_context_is_a_child_span(developer):
     spans = {s.name: s for s in Span.objects.filter(trace_id=root.trace_id)}
     assert spans["observability.tasks.trace_probe"].parent_span_id == root.span_id
     assert spans["probe.eager"].parent_span_id == spans["observability.tasks.trace_probe"].span_id
+
+
+def test_spans_of_a_request_are_written_with_its_root_in_one_insert(rf):
+    import contextvars
+
+    from django.db import connection
+    from django.http import HttpResponse
+    from django.test.utils import CaptureQueriesContext
+
+    from observability.middleware import RequestContextMiddleware
+
+    after_response = {}
+
+    def view(request):
+        with services.span("child", kind="tool"), services.span("grandchild", kind="llm"):
+            pass
+        assert not Span.objects.exists()  # held until the request ends
+        after_response["context"] = contextvars.copy_context()
+        return HttpResponse("ok")
+
+    with CaptureQueriesContext(connection) as queries:
+        response = RequestContextMiddleware(view)(rf.get("/api/v1/anything"))
+    span_inserts = [q for q in queries if q["sql"].startswith("INSERT") and "observability_span" in q["sql"]]
+    assert len(span_inserts) == 1
+    spans = {s.kind: s for s in Span.objects.filter(trace_id=response["X-Trace-ID"])}
+    assert [spans[k].name for k in ("http", "tool", "llm")] == ["GET <unmatched>", "child", "grandchild"]
+    assert spans["llm"].parent_span_id == spans["tool"].span_id
+    assert spans["tool"].parent_span_id == spans["http"].span_id
+
+    # A span that ends after the response left (a streamed run) is written on its own.
+    def late_span():
+        with services.span("streamed", kind="agent"):
+            pass
+
+    after_response["context"].run(late_span)
+    assert Span.objects.get(name="streamed").trace_id == response["X-Trace-ID"]
