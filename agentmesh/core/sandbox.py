@@ -8,6 +8,7 @@ string). Template and output sizes are capped, and `*`/`**` are intercepted so t
 
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
+from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
@@ -97,14 +98,24 @@ def undeclared_variables(source: str) -> set[str]:
     return meta.find_undeclared_variables(_parse(source))
 
 
+@lru_cache(maxsize=128)
+def _compiled(source: str):
+    """(template, undeclared variables): prompts are rendered on every run, parsed once."""
+    ast = _parse(source)
+    return _environment.from_string(ast), frozenset(meta.find_undeclared_variables(ast))
+
+
 def render(source: str, variables: Mapping[str, Any]) -> str:
     """Render `source` with `variables` in the sandbox; raise a TemplateProblem subclass on failure."""
-    missing = sorted(undeclared_variables(source) - set(variables))
+    try:
+        template, undeclared = _compiled(source)
+    except TemplateSyntaxError as exc:  # found while compiling, after parsing
+        raise TemplateSyntaxInvalid(f"Template syntax error on line {exc.lineno}: {exc.message}") from exc
+    missing = sorted(undeclared - set(variables))
     if missing:
         raise MissingVariable(f"Missing variable: {missing[0]}.", variable=missing[0])
     budget_token = _range_budget.set([MAX_RANGE_ITEMS])
     try:
-        template = _environment.from_string(source)
         parts: list[str] = []
         size = 0
         for chunk in template.generate(**variables):
