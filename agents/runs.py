@@ -2,6 +2,7 @@
 request, streamed, or on a worker), cancel it. Runs on one conversation are serialized."""
 
 import time
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -66,7 +67,8 @@ def run_start(
     parent_run: AgentRun | None = None,
 ) -> tuple[AgentRun, bool]:
     """Create a queued run of the agent's deployed version: (run, created). The same
-    Idempotency-Key from the same user returns the first run instead of a new one."""
+    Idempotency-Key from the same user returns the first run instead of a new one. A new
+    conversation is created held by its first run."""
     key = (idempotency_key or "").strip()[:200]
     if key:
         existing = AgentRun.objects.filter(agent=agent, user=user, idempotency_key=key).first()
@@ -85,13 +87,15 @@ def run_start(
                     raise ServiceValidationError(
                         "No such conversation of yours with this agent.", field="conversation_id"
                     )
-            else:
+            run_id = uuid.uuid4()
+            if not conversation_id:
                 conversation = Conversation.objects.create(
-                    agent=agent, user=user, title=new_messages[-1]["content"][:80]
+                    agent=agent, user=user, title=new_messages[-1]["content"][:80], active_run_id=run_id
                 )
             run = AgentRun.objects.create(
+                pk=run_id,
                 agent=agent,
-                version_id=agent.deployed_version_id,
+                version=agent.deployed_version,
                 conversation=conversation,
                 user=user,
                 parent_run=parent_run,
@@ -139,22 +143,26 @@ def _release_conversation(run: AgentRun) -> None:
 
 def run_execute(*, run: AgentRun, emit: Emit | None = None, stream: bool = False) -> AgentRun:
     """Run a queued run to its end. Does nothing to a run that is no longer queued."""
-    claimed = AgentRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
-        status=RunStatus.RUNNING, started_at=timezone.now()
-    )
-    run.refresh_from_db()
-    if not claimed:
+    started_at = timezone.now()
+    if not AgentRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+        status=RunStatus.RUNNING, started_at=started_at
+    ):
+        run.refresh_from_db()
         return run
+    run.status, run.started_at = RunStatus.RUNNING, started_at
+    # Only a conversation created for this run can be held by it before it acquired one, and
+    # then it has no earlier messages.
+    new_conversation = run.conversation.active_run_id == run.pk
     if emit:
         emit("run.created", {"run_id": str(run.pk), "conversation_id": str(run.conversation_id)})
-    if not _acquire_conversation(run):
+    if not new_conversation and not _acquire_conversation(run):
         run.status, run.stop_reason = RunStatus.FAILED, StopReason.ERROR
         run.error = "Another run on this conversation did not finish in time."
         run.finished_at = timezone.now()
         run.save()
     else:
         try:
-            run = RunLoop(run, emit=emit, stream=stream).execute()
+            run = RunLoop(run, emit=emit, stream=stream, new_conversation=new_conversation).execute()
         finally:
             _release_conversation(run)
     if emit:

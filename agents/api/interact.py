@@ -21,7 +21,7 @@ from rest_framework.response import Response
 
 from agentmesh.core.permissions import has_object_action
 
-from ..models import AgentRun, RunStatus
+from ..models import AgentRun, RunStatus, StopReason
 from ..runs import run_cancel, run_execute, run_start
 
 logger = logging.getLogger(__name__)
@@ -69,37 +69,29 @@ class RunMessageSerializer(serializers.Serializer):
     tool_call_id = serializers.CharField(allow_blank=True)
 
 
-class InteractResultSerializer(serializers.ModelSerializer):
-    """A run as interact returns it: the outcome, the messages it added, usage and cost."""
+class InteractResultSerializer(serializers.Serializer):
+    """A run as interact returns it: the outcome, the messages it added, usage and cost.
+    (Fields declared by hand: this is on every interaction's hot path.)"""
 
+    id = serializers.UUIDField(read_only=True)
+    agent = serializers.UUIDField(source="agent_id", read_only=True)
+    version = serializers.IntegerField(source="version.version", read_only=True)
+    conversation = serializers.UUIDField(source="conversation_id", read_only=True)
+    status = serializers.ChoiceField(choices=RunStatus.choices, read_only=True)
+    stop_reason = serializers.ChoiceField(choices=StopReason.choices, read_only=True)
+    output = serializers.CharField(read_only=True)
+    output_json = serializers.JSONField(read_only=True, allow_null=True)
+    error = serializers.CharField(read_only=True)
     messages = serializers.SerializerMethodField()
     usage = serializers.SerializerMethodField()
-    version = serializers.IntegerField(source="version.version", read_only=True)
-
-    class Meta:
-        model = AgentRun
-        fields = [
-            "id",
-            "agent",
-            "version",
-            "conversation",
-            "status",
-            "stop_reason",
-            "output",
-            "output_json",
-            "error",
-            "messages",
-            "usage",
-            "cost_usd",
-            "turns",
-            "tool_calls",
-            "duration_ms",
-            "background",
-            "trace_id",
-            "created_at",
-            "finished_at",
-        ]
-        read_only_fields = fields
+    cost_usd = serializers.DecimalField(max_digits=14, decimal_places=8, read_only=True)
+    turns = serializers.IntegerField(read_only=True)
+    tool_calls = serializers.IntegerField(read_only=True)
+    duration_ms = serializers.FloatField(read_only=True, allow_null=True)
+    background = serializers.BooleanField(read_only=True)
+    trace_id = serializers.CharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    finished_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
     def get_messages(self, run) -> list[dict]:
         return RunMessageSerializer(run.messages.order_by("seq"), many=True).data

@@ -41,20 +41,21 @@ class AgentViewSet(InteractMixin, ServiceBackedViewSet):
         "conversations": "use",
     }
 
+    # Actions that never read the agent's tools, skills, constraints or versions.
+    actions_without_relations = {"interact", "stats", "versions", "conversations"}
+
     def get_queryset(self):
-        queryset = (
-            super()
-            .get_queryset()
-            .prefetch_related(
-                Prefetch("tools", queryset=Tool.objects.only("pk")),
-                Prefetch("skills", queryset=Skill.objects.only("pk")),
-                Prefetch("constraints", queryset=Constraint.objects.only("pk")),
-                Prefetch(
-                    "versions", queryset=AgentVersion.objects.only("pk", "agent_id", "version", "created_at")
-                ),
-            )
+        queryset = super().get_queryset()
+        if self.action in self.actions_without_relations:
+            return queryset
+        return queryset.prefetch_related(
+            Prefetch("tools", queryset=Tool.objects.only("pk")),
+            Prefetch("skills", queryset=Skill.objects.only("pk")),
+            Prefetch("constraints", queryset=Constraint.objects.only("pk")),
+            Prefetch(
+                "versions", queryset=AgentVersion.objects.only("pk", "agent_id", "version", "created_at")
+            ),
         )
-        return queryset
 
     def create_object(self, validated_data):
         return services.agent_create(owner=self.request.user, **validated_data)

@@ -5,6 +5,7 @@ first limit. Every message is stored as it is produced, so a stopped run keeps i
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import logging
 import time
@@ -25,6 +26,7 @@ from agents.llm.base import ChatRequest, ChatResponse, LLMError, ToolCallRequest
 from agents.models import (
     AgentRun,
     AgentRunStep,
+    AgentVersion,
     Message,
     RunStatus,
     StepKind,
@@ -45,6 +47,25 @@ Emit = Callable[[str, dict], None]
 current_run: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar(
     "agent_run", default=None
 )
+
+
+# What a finished run writes back (everything else was set when it started).
+RUN_RESULT_FIELDS = [
+    "status",
+    "stop_reason",
+    "error",
+    "output",
+    "output_json",
+    "trace_id",
+    "duration_ms",
+    "finished_at",
+    "turns",
+    "tool_calls",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "updated_at",
+]
 
 
 def _noop(event: str, data: dict) -> None:
@@ -126,10 +147,25 @@ def _spent_today(run: AgentRun) -> Decimal:
     return total or Decimal("0")
 
 
+@functools.lru_cache(maxsize=256)
+def _version_snapshot(version_id) -> tuple[int, dict]:
+    """(version number, snapshot) of an AgentVersion; versions are immutable."""
+    version = AgentVersion.objects.only("version", "snapshot").get(pk=version_id)
+    return version.version, version.snapshot
+
+
 class RunLoop:
-    def __init__(self, run: AgentRun, *, emit: Emit | None = None, stream: bool = False):
+    def __init__(
+        self,
+        run: AgentRun,
+        *,
+        emit: Emit | None = None,
+        stream: bool = False,
+        new_conversation: bool = False,
+    ):
         self.run = run
-        self.snapshot = run.version.snapshot
+        self.version_number, self.snapshot = _version_snapshot(run.version_id)
+        self.new_conversation = new_conversation  # no earlier messages to read
         self.emit = emit or _noop
         self.stream = stream
         self.budget = Budget(
@@ -147,14 +183,14 @@ class RunLoop:
         handle = span_start(
             f"invoke_agent {self.snapshot['agent']['name']}",
             kind="agent",
-            persist=True,
+            persist=run.background,  # a worker's run shows as running while it runs
             attributes={
                 "gen_ai.operation.name": "invoke_agent",
                 "gen_ai.agent.id": str(run.agent_id),
                 "gen_ai.agent.name": self.snapshot["agent"]["name"],
                 "gen_ai.conversation.id": str(run.conversation_id),
                 "agentmesh.run.id": str(run.pk),
-                "agentmesh.agent.version": run.version.version,
+                "agentmesh.agent.version": self.version_number,
             },
         )
         run.trace_id = handle.trace_id
@@ -171,7 +207,7 @@ class RunLoop:
             run.input_tokens, run.output_tokens = self.budget.input_tokens, self.budget.output_tokens
             run.cost_usd = self.budget.cost
             run.output = self.output
-            run.save()
+            run.save(update_fields=RUN_RESULT_FIELDS)
             span_end(
                 handle,
                 status="error" if run.status == RunStatus.FAILED else "ok",
@@ -188,18 +224,21 @@ class RunLoop:
 
     def _run(self) -> None:
         run = self.run
-        conversation = _Conversation(
-            run,
-            (Message.objects.filter(conversation_id=run.conversation_id).aggregate(m=Max("seq"))["m"] or 0)
-            + 1,
-        )
+        if self.new_conversation:
+            conversation = _Conversation(run, 1)
+        else:
+            last_seq = Message.objects.filter(conversation_id=run.conversation_id).aggregate(m=Max("seq"))[
+                "m"
+            ]
+            conversation = _Conversation(run, (last_seq or 0) + 1)
         new_messages = run.input.get("messages", [])
         try:
             self._check_rate_limit()
-            self.budget.spent_today_before = _spent_today(run)
+            if self.budget.limits.get("max_cost_usd_per_day"):
+                self.budget.spent_today_before = _spent_today(run)
             self.budget.check_input([str(m.get("content") or "") for m in new_messages])
             self.budget.check_tokens_and_cost()
-            history = _history(run, self.snapshot.get("memory") or {})
+            history = [] if self.new_conversation else _history(run, self.snapshot.get("memory") or {})
             system = _system_prompt(self.snapshot, run.input.get("variables") or {})
             for message in new_messages:
                 conversation.append(message)
@@ -269,8 +308,11 @@ class RunLoop:
         model = ModelConfig.objects.get(pk=self.snapshot["model_config_id"])
         parameters = self.snapshot.get("parameters") or {}
         response_format = self.snapshot.get("response_format") or {}
+        first_turn = True
         while True:
-            self.budget.check(cancelled=self._cancelled())
+            # A cancel can only have been asked for once the run has been running a while.
+            self.budget.check(cancelled=not first_turn and self._cancelled())
+            first_turn = False
             request = ChatRequest(
                 messages=messages,
                 tools=_tool_specs(self.snapshot, self.budget),
