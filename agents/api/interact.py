@@ -13,7 +13,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import renderers, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
@@ -93,8 +93,9 @@ class InteractResultSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField(read_only=True)
     finished_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
+    @extend_schema_field(RunMessageSerializer(many=True))
     def get_messages(self, run) -> list[dict]:
-        return RunMessageSerializer(run.messages.order_by("seq"), many=True).data
+        return list(run.messages.order_by("seq").values(*RunMessageSerializer._declared_fields))
 
     def get_usage(self, run) -> dict:
         return {
@@ -102,6 +103,15 @@ class InteractResultSerializer(serializers.Serializer):
             "output_tokens": run.output_tokens,
             "total_tokens": run.input_tokens + run.output_tokens,
         }
+
+
+# Bound once: building a serializer's fields (deep copies) costs more than rendering a run,
+# and to_representation keeps no state on the instance.
+_interact_result = InteractResultSerializer()
+
+
+def interact_result(run: AgentRun) -> dict:
+    return _interact_result.to_representation(run)
 
 
 def _sse(event: str, data: dict) -> bytes:
@@ -198,13 +208,13 @@ class InteractMixin:
         )
         if not created:  # a replay of the same Idempotency-Key: the first run, as it is now
             code = status.HTTP_202_ACCEPTED if not run.finished else status.HTTP_200_OK
-            return Response(InteractResultSerializer(run).data, status=code)
+            return Response(interact_result(run), status=code)
         if values["background"]:
-            return Response(InteractResultSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+            return Response(interact_result(run), status=status.HTTP_202_ACCEPTED)
         if values["stream"]:
             return stream_run(run)
         run = run_execute(run=run)
-        return Response(InteractResultSerializer(run).data)
+        return Response(interact_result(run))
 
 
 class CancelMixin:
@@ -218,4 +228,4 @@ class CancelMixin:
         run = self.get_object()
         if run.user_id != request.user.pk and not has_object_action(request.user, run.agent, "change"):
             raise PermissionDenied("Only the run's user or the agent's editors may cancel it.")
-        return Response(InteractResultSerializer(run_cancel(run=run)).data)
+        return Response(interact_result(run_cancel(run=run)))
