@@ -5,6 +5,15 @@ from rest_framework import serializers
 from .permissions import SHAREABLE_ACTIONS
 
 
+def representation(serializer_class: type[serializers.Serializer]):
+    """`render(instance) -> dict` with `serializer_class`, its fields built once.
+
+    For hot responses: building a serializer's fields (deep copies of every declared field)
+    costs more than rendering one object. Only for serializers that read no context
+    (to_representation keeps no per-call state on the instance)."""
+    return serializer_class().to_representation
+
+
 class ShareRequestSerializer(serializers.Serializer):
     users = serializers.SlugRelatedField(
         slug_field="username",

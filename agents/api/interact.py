@@ -20,6 +20,7 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from agentmesh.core.permissions import has_object_action
+from agentmesh.core.serializers import representation
 
 from ..models import AgentRun, RunStatus, StopReason
 from ..runs import run_cancel, run_execute, run_start
@@ -105,13 +106,7 @@ class InteractResultSerializer(serializers.Serializer):
         }
 
 
-# Bound once: building a serializer's fields (deep copies) costs more than rendering a run,
-# and to_representation keeps no state on the instance.
-_interact_result = InteractResultSerializer()
-
-
-def interact_result(run: AgentRun) -> dict:
-    return _interact_result.to_representation(run)
+interact_result = representation(InteractResultSerializer)
 
 
 def _sse(event: str, data: dict) -> bytes:

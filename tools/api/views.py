@@ -6,6 +6,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from agentmesh.core.permissions import is_admin, permitted_queryset
+from agentmesh.core.serializers import representation
 from agentmesh.core.signals import snapshot
 from agentmesh.core.viewsets import ServiceBackedViewSet
 from masterdata.api.serializers import CategoryCountSerializer
@@ -35,6 +36,9 @@ ASYNC_PARAMETER = OpenApiParameter(
 
 def _truthy(value: str | None) -> bool:
     return (value or "").lower() in {"1", "true", "yes", "on"}
+
+
+execution_result = representation(ToolExecutionSerializer)
 
 
 class ToolViewSet(ServiceBackedViewSet):
@@ -78,11 +82,11 @@ class ToolViewSet(ServiceBackedViewSet):
         arguments = data.validated_data["arguments"]
         if _truthy(request.query_params.get("async")):
             execution = services.tool_execute_async(tool=tool, arguments=arguments, actor=request.user)
-            return Response(ToolExecutionSerializer(execution).data, status=status.HTTP_202_ACCEPTED)
+            return Response(execution_result(execution), status=status.HTTP_202_ACCEPTED)
         execution = services.tool_execute(
             tool=tool, arguments=arguments, actor=request.user, timeout_cap=services.sync_wait_seconds()
         )
-        return Response(ToolExecutionSerializer(execution).data)
+        return Response(execution_result(execution))
 
     @extend_schema(
         operation_id="tools_test", request=TestRequestSerializer, responses={200: TestReportSerializer}
