@@ -137,5 +137,5 @@ class RequestContextMiddleware:
             },
             user_id=user_id,
         )
-        Span.objects.bulk_create([root, *(Span(**values) for values in finished)])
+        services.spans_insert([root, *(Span(**values) for values in finished)])
         otlp.export_span(root)
