@@ -239,6 +239,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
     },
     "observability-prune": {"task": "observability.tasks.prune_observability_data", "schedule": 3600.0},
+    "workflows-reaper": {"task": "workflows.tasks.reap_workflows", "schedule": 15.0},
 }
 
 # --- Logging ----------------------------------------------------------------------------
@@ -318,6 +319,25 @@ AGENTS_MAX_TOOL_RESULT_CHARS = env_int("AGENTS_MAX_TOOL_RESULT_CHARS", 20_000)
 AGENTS_MAX_DEPTH = env_int("AGENTS_MAX_DEPTH", 3)  # agent tools calling agents
 AGENTS_CONVERSATION_WAIT_SECONDS = env_int("AGENTS_CONVERSATION_WAIT_SECONDS", 30)
 AGENTS_STREAM_PING_SECONDS = float(env_str("AGENTS_STREAM_PING_SECONDS", "5"))
+
+# --- Workflows ------------------------------------------------------------------------------
+WORKFLOWS_MAX_NODES = env_int("WORKFLOWS_MAX_NODES", 500)
+WORKFLOWS_MAX_EDGES = env_int("WORKFLOWS_MAX_EDGES", 2000)
+WORKFLOWS_MAX_DEFINITION_BYTES = env_int("WORKFLOWS_MAX_DEFINITION_BYTES", 512 * 1024)
+WORKFLOWS_DEFAULT_STEP_TIMEOUT_SECONDS = env_int("WORKFLOWS_DEFAULT_STEP_TIMEOUT_SECONDS", 300)
+WORKFLOWS_MAX_STEP_TIMEOUT_SECONDS = env_int("WORKFLOWS_MAX_STEP_TIMEOUT_SECONDS", 3600)  # hard limit
+WORKFLOWS_DEFAULT_RUN_TIMEOUT_SECONDS = env_int("WORKFLOWS_DEFAULT_RUN_TIMEOUT_SECONDS", 3600)
+WORKFLOWS_MAX_RUN_TIMEOUT_SECONDS = env_int("WORKFLOWS_MAX_RUN_TIMEOUT_SECONDS", 7 * 24 * 3600)  # hard limit
+WORKFLOWS_MAX_ATTEMPTS = env_int("WORKFLOWS_MAX_ATTEMPTS", 10)  # per node
+WORKFLOWS_MAX_DEPTH = env_int("WORKFLOWS_MAX_DEPTH", 3)  # sub-workflows calling sub-workflows
+WORKFLOWS_MAX_MAP_ITEMS = env_int("WORKFLOWS_MAX_MAP_ITEMS", 1000)
+WORKFLOWS_MAX_LOOP_ITERATIONS = env_int("WORKFLOWS_MAX_LOOP_ITERATIONS", 100)
+WORKFLOWS_MAX_RUNNING = env_int("WORKFLOWS_MAX_RUNNING", 1000)  # running executions, all workflows
+WORKFLOWS_MAX_RUNNING_PER_WORKFLOW = env_int("WORKFLOWS_MAX_RUNNING_PER_WORKFLOW", 100)
+WORKFLOWS_LEASE_GRACE_SECONDS = env_int("WORKFLOWS_LEASE_GRACE_SECONDS", 30)  # step timeout + this
+WORKFLOWS_MAX_REDISPATCHES = env_int("WORKFLOWS_MAX_REDISPATCHES", 3)  # a lost worker's step, re-run
+WORKFLOWS_REDISPATCH_QUEUED_AFTER_SECONDS = env_int("WORKFLOWS_REDISPATCH_QUEUED_AFTER_SECONDS", 60)
+WORKFLOWS_SYNC_MAX_SECONDS = env_int("WORKFLOWS_SYNC_MAX_SECONDS", 30)
 
 # --- LLM providers ---
 # Retries of a model call (408/409/429/5xx, timeouts, connection errors), bounded by the request's timeout.

@@ -1,0 +1,946 @@
+"""The durable scheduler: all state in WorkflowExecution / StepExecution rows, Celery carries ids.
+
+* Start: an execution is created `queued` and admitted (`running`) when the per-workflow and
+  global concurrency limits allow, oldest first; admission creates the start step.
+* A step runs in a task: it is claimed with a conditional UPDATE (queued, or running with an
+  expired lease), so a redelivered message whose attempt already finished does nothing. The
+  handler runs outside any transaction; its result is written by `_step_finish`, which locks
+  the execution row (`select_for_update`), records the step and advances the graph in the same
+  transaction: a node becomes ready when every incoming edge is resolved and at least one was
+  taken (all not taken: it is skipped), so a join fires exactly once. New steps are sent to
+  Celery after commit.
+* Failures: a retryable failure creates the node's next attempt (exponential backoff with
+  jitter, capped by `max_delay`); a final failure applies `on_error` (fail the run, continue,
+  or take the `error` branch).
+* Waiting: approvals, delays and sub-workflows leave the step `waiting` (no worker held); an
+  execution with only waiting steps is `waiting`.
+* Terminal states never change; every status change goes through `transition`.
+* The reaper (`reap`, a beat task) times out runs past their deadline, re-dispatches steps whose
+  lease expired (their worker died) or whose message was lost, wakes due delays, times out
+  approvals and admits queued runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import socket
+import time
+from contextvars import ContextVar
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from agentmesh.core.exceptions import ConflictError, ServiceValidationError
+from masterdata.constraints import first_schema_error
+from observability.services import SpanHandle, event_record, span_end, span_start, use_span
+
+from ..models import (
+    ACTIVE_EXECUTION_STATUSES,
+    PENDING_STEP_STATUSES,
+    ExecutionStatus,
+    StepExecution,
+    StepStatus,
+    Workflow,
+    WorkflowExecution,
+    WorkflowVersion,
+)
+from . import expressions
+from .graph import ERROR_BRANCH, Graph
+from .nodes import Done, StepContext, StepError, Wait, registry
+
+logger = logging.getLogger(__name__)
+
+E, S = ExecutionStatus, StepStatus
+EXECUTION_TRANSITIONS: dict[str, set[str]] = {
+    E.QUEUED: {E.RUNNING, E.CANCELLED, E.FAILED, E.TIMED_OUT},
+    E.RUNNING: {E.WAITING, E.SUCCEEDED, E.FAILED, E.CANCELLED, E.TIMED_OUT},
+    E.WAITING: {E.RUNNING, E.SUCCEEDED, E.FAILED, E.CANCELLED, E.TIMED_OUT},
+}
+STEP_TRANSITIONS: dict[str, set[str]] = {
+    S.QUEUED: {S.RUNNING, S.CANCELLED},
+    # back to queued: re-dispatched after its worker vanished
+    S.RUNNING: {S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.WAITING, S.CANCELLED, S.QUEUED},
+    S.WAITING: {S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED},
+}
+
+
+class IllegalTransition(ConflictError):
+    default_code = "illegal_transition"
+
+
+def transition(obj: WorkflowExecution | StepExecution, new: str) -> None:
+    """Set `obj.status` to `new` if that move is legal (terminal states never change)."""
+    table = EXECUTION_TRANSITIONS if isinstance(obj, WorkflowExecution) else STEP_TRANSITIONS
+    if new not in table.get(obj.status, set()):
+        label = "execution" if isinstance(obj, WorkflowExecution) else "step"
+        raise IllegalTransition(f"The {label} is {obj.status}; it cannot become {new}.")
+    obj.status = new
+
+
+# --- dispatch ---------------------------------------------------------------------------------
+_eager_queue: ContextVar[list | None] = ContextVar("workflows_eager_queue", default=None)
+
+
+def _send(task, args: tuple, options: dict) -> None:
+    from agentmesh.celery import app
+
+    if not app.conf.task_always_eager:
+        task.apply_async(args=args, **options)
+        return
+    # Eager (tests, embedded debugging): run the chain of tasks in a loop, not recursively.
+    queue = _eager_queue.get()
+    if queue is not None:
+        queue.append((task, args))
+        return
+    queue = [(task, args)]
+    token = _eager_queue.set(queue)
+    try:
+        while queue:
+            next_task, next_args = queue.pop(0)
+            next_task.apply(args=next_args, throw=True)
+    finally:
+        _eager_queue.reset(token)
+
+
+def _dispatch(task, *args, **options) -> None:
+    """Send `task(*args)` once the surrounding transaction commits (ids only)."""
+    transaction.on_commit(lambda: _send(task, args, options))
+
+
+def _dispatch_step(step: StepExecution, node: dict, countdown: float | None = None) -> None:
+    from ..tasks import run_step
+
+    limit = step_timeout(node) + settings.WORKFLOWS_LEASE_GRACE_SECONDS
+    options: dict[str, Any] = {
+        "soft_time_limit": limit - settings.WORKFLOWS_LEASE_GRACE_SECONDS / 2,
+        "time_limit": limit,
+    }
+    if countdown:
+        options["countdown"] = countdown
+    _dispatch(run_step, str(step.pk), **options)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+def step_timeout(node: dict) -> int:
+    seconds = node.get("timeout_seconds") or settings.WORKFLOWS_DEFAULT_STEP_TIMEOUT_SECONDS
+    return min(int(seconds), settings.WORKFLOWS_MAX_STEP_TIMEOUT_SECONDS)
+
+
+def run_timeout(definition: dict) -> int:
+    seconds = definition.get("timeout_seconds") or settings.WORKFLOWS_DEFAULT_RUN_TIMEOUT_SECONDS
+    return min(int(seconds), settings.WORKFLOWS_MAX_RUN_TIMEOUT_SECONDS)
+
+
+def backoff_seconds(node: dict, attempt: int) -> float:
+    """Delay before attempt `attempt + 1`: backoff x 2^(attempt-1), capped, with jitter (50-100 %)."""
+    retry = node.get("retry") or {}
+    base = float(retry.get("backoff", 1))
+    cap = float(retry.get("max_delay", 60))
+    return min(base * 2 ** (attempt - 1), cap) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _key(execution_id, node_id: str, attempt: int) -> str:
+    return f"{execution_id}:{node_id}:{attempt}"
+
+
+def _latest_steps(execution: WorkflowExecution) -> dict[str, StepExecution]:
+    latest: dict[str, StepExecution] = {}
+    for step in execution.steps.order_by("attempt", "created_at"):
+        latest[step.node_id] = step
+    return latest
+
+
+def _variables(execution: WorkflowExecution, latest: dict[str, StepExecution]) -> dict:
+    return {
+        "inputs": execution.inputs or {},
+        "steps": {
+            node_id: {"output": step.output, "status": step.status, "error": step.error}
+            for node_id, step in latest.items()
+        },
+        "execution": {"id": str(execution.pk), "workflow_id": str(execution.workflow_id)},
+    }
+
+
+def _lock(execution_id) -> WorkflowExecution:
+    return (
+        WorkflowExecution.objects.select_for_update(of=("self",))
+        .select_related("version", "workflow", "user")
+        .get(pk=execution_id)
+    )
+
+
+# --- start and admission ------------------------------------------------------------------------
+def validate_inputs(definition: dict, inputs: Any) -> dict:
+    if inputs is None:
+        inputs = {}
+    if not isinstance(inputs, dict):
+        raise ServiceValidationError("An object.", field="inputs")
+    schema = definition.get("inputs")
+    if schema:
+        error = first_schema_error(schema, inputs, root="inputs")
+        if error is not None:
+            raise ServiceValidationError(str(error), field=error.field)
+    return inputs
+
+
+def execution_start(
+    *,
+    workflow: Workflow,
+    user,
+    inputs: Any = None,
+    version: WorkflowVersion | None = None,
+    idempotency_key: str = "",
+    parent_step: StepExecution | None = None,
+    depth: int = 0,
+    metadata: dict | None = None,
+) -> tuple[WorkflowExecution, bool]:
+    """Create an execution of `version` (default: the current one) and admit it when the limits
+    allow: (execution, created). The same Idempotency-Key from the same user returns the first."""
+    key = (idempotency_key or "").strip()[:200]
+    if key:
+        existing = WorkflowExecution.objects.filter(workflow=workflow, user=user, idempotency_key=key).first()
+        if existing is not None:
+            return existing, False
+    if version is None:
+        version = WorkflowVersion.objects.filter(workflow=workflow, version=workflow.version).first()
+        if version is None:
+            raise ConflictError("The workflow has no saved version.")
+    inputs = validate_inputs(version.definition, inputs)
+    try:
+        with transaction.atomic():
+            execution = WorkflowExecution.objects.create(
+                workflow=workflow,
+                version=version,
+                user=user if getattr(user, "pk", None) else None,
+                inputs=inputs,
+                idempotency_key=key,
+                parent_step=parent_step,
+                depth=depth,
+                metadata=metadata or {},
+            )
+    except IntegrityError:  # the same key raced us: the other request's execution wins
+        return WorkflowExecution.objects.get(workflow=workflow, user=user, idempotency_key=key), False
+    _admit(execution.pk)
+    return execution_refresh(execution), True
+
+
+def execution_refresh(execution: WorkflowExecution) -> WorkflowExecution:
+    execution.refresh_from_db()
+    return execution
+
+
+def _has_capacity(execution: WorkflowExecution) -> bool:
+    if execution.depth > 0:
+        return True  # a child holds no slot of its own: its parent waits for it
+    active = WorkflowExecution.objects.filter(status__in=ACTIVE_EXECUTION_STATUSES, depth=0)
+    if active.count() >= settings.WORKFLOWS_MAX_RUNNING:
+        return False
+    if (
+        active.filter(workflow_id=execution.workflow_id).count()
+        >= settings.WORKFLOWS_MAX_RUNNING_PER_WORKFLOW
+    ):
+        return False
+    older = WorkflowExecution.objects.filter(
+        workflow_id=execution.workflow_id, status=E.QUEUED, depth=0, created_at__lt=execution.created_at
+    )
+    return not older.exists()  # first in, first out
+
+
+def _admit(execution_id) -> bool:
+    """Move a queued execution to running when the limits allow; create its start step."""
+    with transaction.atomic():
+        Workflow.objects.select_for_update().filter(
+            pk=WorkflowExecution.objects.filter(pk=execution_id).values("workflow_id")[:1]
+        ).first()  # serializes admissions of one workflow (PostgreSQL)
+        execution = _lock(execution_id)
+        if execution.status != E.QUEUED or not _has_capacity(execution):
+            return False
+        now = timezone.now()
+        transition(execution, E.RUNNING)
+        execution.started_at = now
+        execution.deadline = now + timedelta(seconds=run_timeout(execution.version.definition))
+        handle = span_start(
+            f"workflow {execution.workflow.name}",
+            kind="workflow",
+            actor=execution.user,
+            attributes={
+                "gen_ai.operation.name": "invoke_workflow",
+                "agentmesh.workflow.id": str(execution.workflow_id),
+                "agentmesh.workflow.version": execution.version.version,
+                "agentmesh.workflow.execution.id": str(execution.pk),
+            },
+        )
+        execution.trace_id, execution.span_id = handle.trace_id, handle.span_id
+        execution.metadata = {**execution.metadata, "parent_span_id": handle.parent_span_id}
+        execution.save(
+            update_fields=[
+                "status",
+                "started_at",
+                "deadline",
+                "trace_id",
+                "span_id",
+                "metadata",
+                "updated_at",
+            ]
+        )
+        event_record(
+            type="workflow.execution.started",
+            source="workflows",
+            actor=execution.user,
+            resource=execution,
+            payload={"workflow_id": str(execution.workflow_id), "version": execution.version.version},
+        )
+        _advance(execution)
+    return True
+
+
+def admit_queued(limit: int = 500) -> int:
+    """Admit queued executions, oldest first, while the limits allow."""
+    admitted = 0
+    ids = (
+        WorkflowExecution.objects.filter(status=E.QUEUED).order_by("created_at").values_list("pk", flat=True)
+    )
+    for execution_id in list(ids[:limit]):
+        admitted += _admit(execution_id)
+    return admitted
+
+
+def child_execution_start(ctx: StepContext, *, inputs: Any) -> WorkflowExecution:
+    """Start the sub-workflow of a `workflow` node (the step's idempotency key: once per attempt)."""
+    depth = ctx.execution.depth + 1
+    if depth > settings.WORKFLOWS_MAX_DEPTH:
+        raise StepError(
+            f"Workflows may call workflows at most {settings.WORKFLOWS_MAX_DEPTH} levels deep.",
+            kind="limit",
+            retryable=False,
+        )
+    workflow = Workflow.objects.filter(pk=ctx.config["workflow_id"]).first()
+    if workflow is None:
+        raise StepError("The sub-workflow no longer exists.", kind="config", retryable=False)
+    version = None
+    if ctx.config.get("version"):
+        version = WorkflowVersion.objects.filter(workflow=workflow, version=ctx.config["version"]).first()
+    try:
+        child, _ = execution_start(
+            workflow=workflow,
+            user=ctx.user,
+            inputs=inputs,
+            version=version,
+            idempotency_key=ctx.idempotency_key,
+            parent_step=ctx.step,
+            depth=depth,
+        )
+    except ServiceValidationError as exc:
+        field, messages = next(iter(exc.detail.items()))
+        raise StepError(
+            f"Sub-workflow {field}: {messages[0]}", kind="invalid_inputs", retryable=False
+        ) from exc
+    except ConflictError as exc:
+        raise StepError(str(exc.detail), kind="config", retryable=False) from exc
+    return child
+
+
+# --- advancing the graph (under the execution's row lock) -------------------------------------
+class _EdgeError(Exception):
+    pass
+
+
+def _edge_taken(edge: dict, graph: Graph, latest: dict, variables: dict) -> bool | None:
+    """None while the source is unresolved; else whether the edge is taken."""
+    source = latest.get(edge["source"])
+    if source is None or source.status in PENDING_STEP_STATUSES:
+        return None
+    node = graph.nodes[edge["source"]]
+    branch = edge.get("branch")
+    if source.status in (S.SKIPPED, S.CANCELLED):
+        return False
+    if source.status in (S.FAILED, S.TIMED_OUT):
+        on_error = node.get("on_error", "fail")
+        if on_error == "branch":
+            return branch == ERROR_BRANCH
+        if on_error != "continue" or branch == ERROR_BRANCH:
+            return False
+    elif (branch == ERROR_BRANCH and node.get("on_error") == "branch") or (
+        branch is not None and (source.output or {}).get("branch") != branch
+    ):
+        return False
+    if "condition" in edge:
+        try:
+            return expressions.truthy(edge["condition"], variables)
+        except expressions.ExpressionError as exc:
+            raise _EdgeError(
+                f"The condition of the edge {edge['source']} -> {edge['target']} failed: {exc}"
+            ) from exc
+    return True
+
+
+def _advance(execution: WorkflowExecution) -> None:
+    """Create the steps that became ready (or skipped), then settle the execution's status."""
+    if execution.finished:
+        return
+    if execution.deadline and timezone.now() > execution.deadline:
+        _finish(execution, E.TIMED_OUT, error="The run exceeded its deadline.")
+        return
+    graph = Graph(execution.version.definition)
+    latest = _latest_steps(execution)
+    for node_id, step in latest.items():
+        if step.status in (S.FAILED, S.TIMED_OUT) and graph.nodes[node_id].get("on_error", "fail") == "fail":
+            _finish(execution, E.FAILED, error=f"The step {node_id} failed: {step.error}"[:5000])
+            return
+    variables = _variables(execution, latest)
+    ready: list[StepExecution] = []
+    progress = True
+    while progress:
+        progress = False
+        for node_id in graph.order:
+            if node_id in latest:
+                continue
+            try:
+                states = [_edge_taken(e, graph, latest, variables) for e in graph.incoming[node_id]]
+            except _EdgeError as exc:
+                _finish(execution, E.FAILED, error=str(exc))
+                return
+            if any(state is None for state in states):
+                continue
+            node = graph.nodes[node_id]
+            taken = not states or any(states)
+            step = StepExecution.objects.create(
+                execution=execution,
+                node_id=node_id,
+                node_type=node["type"],
+                status=S.QUEUED if taken else S.SKIPPED,
+                idempotency_key=_key(execution.pk, node_id, 1),
+                finished_at=None if taken else timezone.now(),
+            )
+            latest[node_id] = step
+            variables["steps"][node_id] = {"output": None, "status": step.status, "error": ""}
+            if taken:
+                ready.append(step)
+            progress = True
+    pending = [step for step in latest.values() if step.status in PENDING_STEP_STATUSES]
+    if not pending:
+        _complete(execution, graph, variables)
+        return
+    busy = any(step.status in (S.QUEUED, S.RUNNING) for step in pending)
+    status = E.RUNNING if busy else E.WAITING
+    if status != execution.status:
+        transition(execution, status)
+        execution.save(update_fields=["status", "updated_at"])
+    for step in ready:
+        _dispatch_step(step, graph.nodes[step.node_id])
+
+
+def _complete(execution: WorkflowExecution, graph: Graph, variables: dict) -> None:
+    mapping = graph.definition.get("outputs")
+    try:
+        if mapping:
+            outputs = expressions.render(mapping, variables)
+        else:
+            outputs = {
+                node_id: variables["steps"][node_id]["output"]
+                for node_id in graph.order
+                if graph.nodes[node_id]["type"] == "output"
+                and variables["steps"][node_id]["status"] == S.SUCCEEDED
+            }
+    except expressions.ExpressionError as exc:
+        _finish(execution, E.FAILED, error=f"The outputs could not be computed: {exc}")
+        return
+    _finish(execution, E.SUCCEEDED, outputs=_jsonable(outputs))
+
+
+def _finish(execution: WorkflowExecution, status: str, *, error: str = "", outputs: Any = None) -> None:
+    """End the execution (status is terminal); pending steps are cancelled, children too."""
+    from ..tasks import admit_queued_task, cancel_execution_task, child_finished_task
+
+    transition(execution, status)
+    now = timezone.now()
+    execution.finished_at = now
+    if execution.started_at:
+        execution.duration_ms = (now - execution.started_at).total_seconds() * 1000
+    execution.error = error[:5000]
+    if outputs is not None:
+        execution.outputs = outputs
+    execution.save()
+    execution.steps.filter(status__in=(S.QUEUED, S.WAITING)).update(status=S.CANCELLED, finished_at=now)
+    children = WorkflowExecution.objects.filter(parent_step__execution=execution).exclude(
+        status__in=[E.SUCCEEDED, E.FAILED, E.CANCELLED, E.TIMED_OUT]
+    )
+    for child_id in children.values_list("pk", flat=True):
+        _dispatch(cancel_execution_task, str(child_id))
+    _end_span(execution)
+    event_record(
+        type=f"workflow.execution.{status}",
+        level="info" if status == E.SUCCEEDED else "warning",
+        source="workflows",
+        actor=execution.user,
+        resource=execution,
+        message=execution.error[:500],
+        payload={"workflow_id": str(execution.workflow_id), "duration_ms": execution.duration_ms},
+    )
+    if execution.parent_step_id:
+        _dispatch(child_finished_task, str(execution.pk))
+    if execution.depth == 0:
+        _dispatch(admit_queued_task)
+
+
+def _end_span(execution: WorkflowExecution) -> None:
+    if not execution.span_id:
+        return
+    handle = SpanHandle(
+        name=f"workflow {execution.workflow.name}",
+        kind="workflow",
+        trace_id=execution.trace_id,
+        span_id=execution.span_id,
+        parent_span_id=(execution.metadata or {}).get("parent_span_id", ""),
+        attributes={
+            "gen_ai.operation.name": "invoke_workflow",
+            "agentmesh.workflow.id": str(execution.workflow_id),
+            "agentmesh.workflow.version": execution.version.version,
+            "agentmesh.workflow.execution.id": str(execution.pk),
+            "agentmesh.workflow.status": execution.status,
+            "gen_ai.usage.input_tokens": execution.input_tokens,
+            "gen_ai.usage.output_tokens": execution.output_tokens,
+            "agentmesh.cost_usd": str(execution.cost_usd),
+        },
+        user_id=execution.user_id,
+    )
+    handle.persisted = True
+    if execution.started_at:
+        handle.start_time = execution.started_at
+        handle._t0 = time.perf_counter() - (timezone.now() - execution.started_at).total_seconds()
+    failed = execution.status != E.SUCCEEDED
+    span_end(
+        handle,
+        status="error" if failed else "ok",
+        error=execution.error or execution.status if failed else "",
+    )
+
+
+# --- running one step ------------------------------------------------------------------------------
+def _worker_name(worker: str) -> str:
+    return (worker or socket.gethostname())[:200]
+
+
+def step_run(step_id, *, worker: str = "") -> str | None:
+    """Claim and run one step attempt (the task's body). A step that is no longer claimable
+    (finished, or running elsewhere under a live lease) is left alone."""
+    now = timezone.now()
+    step = (
+        StepExecution.objects.select_related("execution__version", "execution__workflow", "execution__user")
+        .filter(pk=step_id)
+        .first()
+    )
+    if step is None:
+        return None
+    execution = step.execution
+    if execution.finished:
+        StepExecution.objects.filter(pk=step.pk, status=S.QUEUED).update(status=S.CANCELLED, finished_at=now)
+        return None
+    graph = Graph(execution.version.definition)
+    node = graph.nodes[step.node_id]
+    timeout = step_timeout(node)
+    claimable = Q(status=S.QUEUED) | Q(status=S.RUNNING, lease_expires_at__lt=now)
+    claimed = StepExecution.objects.filter(claimable, pk=step.pk).update(
+        status=S.RUNNING,
+        started_at=now,
+        worker=_worker_name(worker),
+        lease_expires_at=now + timedelta(seconds=timeout + settings.WORKFLOWS_LEASE_GRACE_SECONDS),
+        dispatches=F("dispatches") + 1,
+    )
+    if not claimed:
+        return None
+    step.refresh_from_db(
+        fields=["status", "dispatches", "started_at", "worker", "lease_expires_at", "attempt"]
+    )
+    variables = _variables(execution, {k: v for k, v in _latest_steps(execution).items() if v.finished})
+    try:
+        step_input = expressions.render(node.get("config") or {}, variables)
+    except expressions.ExpressionError:
+        step_input = node.get("config") or {}
+    handler = registry.get(node["type"])
+    handle = span_start(
+        f"step {node['id']}",
+        kind="step",
+        actor=execution.user,
+        trace_id=execution.trace_id or None,
+        parent_span_id=execution.span_id or None,
+        persist=False,
+        attributes={
+            "agentmesh.workflow.execution.id": str(execution.pk),
+            "agentmesh.workflow.node.id": node["id"],
+            "agentmesh.workflow.node.type": node["type"],
+            "agentmesh.workflow.step.attempt": step.attempt,
+        },
+    )
+    ctx = StepContext(execution=execution, step=step, node=node, variables=variables, timeout=timeout)
+    t0 = time.perf_counter()
+    result: Done | Wait | StepError
+    with use_span(handle):
+        try:
+            result = handler.run(ctx)
+            if isinstance(result, Done) and time.perf_counter() - t0 > timeout:
+                result = StepError(f"The step did not finish within {timeout}s.", kind="timeout")
+        except StepError as exc:
+            result = exc
+        except SoftTimeLimitExceeded:
+            result = StepError(f"The step did not finish within {timeout}s.", kind="timeout")
+        except Exception as exc:  # a handler bug must not leave the step running
+            logger.exception("workflow step %s (%s) crashed", step.pk, node["type"])
+            result = StepError(f"Internal error: {type(exc).__name__}: {exc}"[:2000], kind="internal")
+    duration_ms = (time.perf_counter() - t0) * 1000
+    if isinstance(result, Done):
+        handle.set_attributes(
+            {
+                "gen_ai.usage.input_tokens": result.input_tokens,
+                "gen_ai.usage.output_tokens": result.output_tokens,
+                "agentmesh.cost_usd": str(result.cost_usd),
+            }
+        )
+    span_end(
+        handle,
+        status="error" if isinstance(result, StepError) else "ok",
+        error=str(result) if isinstance(result, StepError) else "",
+    )
+    return _step_finish(
+        step.pk, step.dispatches, result, duration_ms=duration_ms, step_input=_jsonable(step_input)
+    )
+
+
+def _step_finish(step_id, dispatches: int, result, *, duration_ms: float, step_input: Any) -> str | None:
+    with transaction.atomic():
+        step = StepExecution.objects.filter(pk=step_id).values("execution_id").first()
+        if step is None:
+            return None
+        execution = _lock(step["execution_id"])
+        step = StepExecution.objects.select_for_update().get(pk=step_id)
+        if step.status != S.RUNNING or step.dispatches != dispatches:
+            return step.status  # re-dispatched meanwhile: the newer claim owns the step
+        graph = Graph(execution.version.definition)
+        node = graph.nodes[step.node_id]
+        step.input = step_input
+        step.duration_ms = duration_ms
+        step.lease_expires_at = None
+        if isinstance(result, Done):
+            _step_succeeded(execution, step, result)
+        elif isinstance(result, Wait):
+            if execution.finished:
+                transition(step, S.CANCELLED)
+                step.finished_at = timezone.now()
+                step.save()
+            else:
+                _step_waits(execution, step, node, result)
+        else:
+            _step_failed(execution, step, node, result)
+        _advance(execution)
+        return step.status
+
+
+def _step_succeeded(execution: WorkflowExecution, step: StepExecution, result: Done) -> None:
+    transition(step, S.SUCCEEDED)
+    step.output = _jsonable(result.output)
+    step.finished_at = timezone.now()
+    step.input_tokens, step.output_tokens, step.cost_usd = (
+        result.input_tokens,
+        result.output_tokens,
+        result.cost_usd,
+    )
+    if result.state:
+        step.state = _jsonable({**step.state, **result.state})
+    step.save()
+    if result.input_tokens or result.output_tokens or result.cost_usd:
+        WorkflowExecution.objects.filter(pk=execution.pk).update(
+            input_tokens=F("input_tokens") + result.input_tokens,
+            output_tokens=F("output_tokens") + result.output_tokens,
+            cost_usd=F("cost_usd") + Decimal(result.cost_usd),
+        )
+        execution.refresh_from_db(fields=["input_tokens", "output_tokens", "cost_usd"])
+
+
+def _step_waits(execution: WorkflowExecution, step: StepExecution, node: dict, result: Wait) -> None:
+    from ..tasks import wake_step
+
+    transition(step, S.WAITING)
+    step.wait_kind = result.kind
+    step.wake_at = result.wake_at
+    step.state = _jsonable({**step.state, **result.state})
+    step.save()
+    if result.kind == "delay" and result.wake_at:
+        _dispatch(
+            wake_step, str(step.pk), countdown=max(0.0, (result.wake_at - timezone.now()).total_seconds())
+        )
+    elif result.kind == "workflow":
+        child = WorkflowExecution.objects.filter(pk=result.state.get("child_execution_id")).first()
+        if child is not None and child.finished:  # it finished before this step got here
+            _resolve_child_wait(execution, step, node, child)
+
+
+def _step_failed(execution: WorkflowExecution, step: StepExecution, node: dict, error: StepError) -> None:
+    """Record a failed attempt; retry it (a new attempt after a backoff) when it may."""
+    transition(step, S.TIMED_OUT if error.kind == "timeout" else S.FAILED)
+    step.error = str(error)[:5000]
+    step.error_kind = error.kind[:30]
+    step.finished_at = timezone.now()
+    step.save()
+    max_attempts = (node.get("retry") or {}).get("max_attempts", 1)
+    if execution.finished or not error.retryable or step.attempt >= max_attempts:
+        event_record(
+            type="workflow.step.failed",
+            level="warning",
+            source="workflows",
+            actor=execution.user,
+            resource=execution,
+            message=step.error[:500],
+            payload={"node_id": step.node_id, "attempt": step.attempt, "kind": step.error_kind},
+        )
+        return
+    delay = backoff_seconds(node, step.attempt)
+    retry = StepExecution.objects.create(
+        execution=execution,
+        node_id=step.node_id,
+        node_type=step.node_type,
+        attempt=step.attempt + 1,
+        status=S.QUEUED,
+        not_before=timezone.now() + timedelta(seconds=delay),
+        idempotency_key=_key(execution.pk, step.node_id, step.attempt + 1),
+    )
+    event_record(
+        type="workflow.step.retried",
+        source="workflows",
+        actor=execution.user,
+        resource=execution,
+        message=step.error[:500],
+        payload={"node_id": step.node_id, "attempt": retry.attempt, "delay_seconds": round(delay, 3)},
+    )
+    _dispatch_step(retry, node, countdown=delay)
+
+
+def _resolve_child_wait(
+    execution: WorkflowExecution, step: StepExecution, node: dict, child: WorkflowExecution
+) -> None:
+    if child.status == E.SUCCEEDED:
+        _step_succeeded(
+            execution,
+            step,
+            Done(
+                {"outputs": child.outputs, "execution_id": str(child.pk)},
+                input_tokens=child.input_tokens,
+                output_tokens=child.output_tokens,
+                cost_usd=child.cost_usd,
+            ),
+        )
+    else:
+        retryable = child.status in (E.FAILED, E.TIMED_OUT)
+        kind = "timeout" if child.status == E.TIMED_OUT else "workflow"
+        message = f"The sub-workflow ended {child.status}: {child.error}"
+        _step_failed(execution, step, node, StepError(message, kind=kind, retryable=retryable))
+
+
+# --- entry points for tasks, the API and the reaper --------------------------------------------
+def child_finished(child_id) -> None:
+    """A sub-workflow ended: complete the parent step that waits for it (once)."""
+    child = WorkflowExecution.objects.filter(pk=child_id).only("parent_step_id").first()
+    if child is None or child.parent_step_id is None:
+        return
+    parent_execution_id = (
+        StepExecution.objects.filter(pk=child.parent_step_id).values_list("execution_id", flat=True).first()
+    )
+    if parent_execution_id is None:
+        return
+    with transaction.atomic():
+        execution = _lock(parent_execution_id)
+        step = StepExecution.objects.select_for_update().get(pk=child.parent_step_id)
+        child = WorkflowExecution.objects.get(pk=child_id)
+        if (
+            execution.finished
+            or step.status != S.WAITING
+            or step.state.get("child_execution_id") != str(child.pk)
+        ):
+            return
+        _resolve_child_wait(execution, step, Graph(execution.version.definition).nodes[step.node_id], child)
+        _advance(execution)
+
+
+def step_wake(step_id, *, now=None) -> bool:
+    """End a delay whose time has come (early calls do nothing)."""
+    now = now or timezone.now()
+    execution_id = StepExecution.objects.filter(pk=step_id).values_list("execution_id", flat=True).first()
+    if execution_id is None:
+        return False
+    with transaction.atomic():
+        execution = _lock(execution_id)
+        step = StepExecution.objects.select_for_update().get(pk=step_id)
+        if execution.finished or step.status != S.WAITING or step.wait_kind != "delay":
+            return False
+        if step.wake_at and step.wake_at > now:
+            return False
+        _step_succeeded(execution, step, Done({"waited_seconds": step.state.get("seconds", 0)}))
+        _advance(execution)
+    return True
+
+
+def execution_cancel(*, execution: WorkflowExecution, actor=None) -> WorkflowExecution:
+    """Cancel a queued, running or waiting execution (409 once it has ended)."""
+    with transaction.atomic():
+        locked = _lock(execution.pk)
+        _finish(
+            locked, E.CANCELLED, error=f"Cancelled by {getattr(actor, 'username', None) or 'the system'}."
+        )
+    return execution_refresh(execution)
+
+
+def approval_decide(
+    *, execution: WorkflowExecution, actor, approve: bool, comment: str = "", node_id: str = ""
+) -> WorkflowExecution:
+    """Approve or reject the waiting approval step (a rejection fails it, no retry)."""
+    with transaction.atomic():
+        locked = _lock(execution.pk)
+        if locked.finished:
+            raise IllegalTransition(f"The execution is {locked.status}.")
+        waiting = locked.steps.select_for_update().filter(status=S.WAITING, wait_kind="approval")
+        if node_id:
+            waiting = waiting.filter(node_id=node_id)
+        step = waiting.order_by("created_at").first()
+        if step is None:
+            field = "node_id" if node_id else "non_field_errors"
+            raise ServiceValidationError("No approval is waiting here.", field=field, code="not_waiting")
+        node = Graph(locked.version.definition).nodes[step.node_id]
+        who = getattr(actor, "username", "")
+        step.state = {**step.state, "decided_by": who, "comment": comment, "approved": approve}
+        if approve:
+            _step_succeeded(locked, step, Done({"approved": True, "by": who, "comment": comment}))
+        else:
+            reason = f"Rejected by {who}" + (f": {comment}" if comment else ".")
+            _step_failed(locked, step, node, StepError(reason, kind="rejected", retryable=False))
+        event_record(
+            type="workflow.approval.approved" if approve else "workflow.approval.rejected",
+            source="workflows",
+            actor=actor,
+            resource=locked,
+            payload={"node_id": step.node_id},
+        )
+        _advance(locked)
+    return execution_refresh(execution)
+
+
+RETRYABLE_EXECUTION_STATUSES = (E.FAILED, E.TIMED_OUT, E.CANCELLED)
+
+
+def execution_retry(*, execution: WorkflowExecution, actor) -> WorkflowExecution:
+    """A new execution of the same version and inputs that reuses the succeeded steps' outputs
+    and runs again from the steps that failed (or never ran)."""
+    if execution.status not in RETRYABLE_EXECUTION_STATUSES:
+        raise IllegalTransition(
+            f"Only failed, timed out or cancelled executions can be retried; this one is {execution.status}."
+        )
+    with transaction.atomic():
+        retry = WorkflowExecution.objects.create(
+            workflow=execution.workflow,
+            version=execution.version,
+            user=actor if getattr(actor, "pk", None) else execution.user,
+            inputs=execution.inputs,
+            retry_of=execution,
+            parent_step=execution.parent_step,
+            depth=execution.depth,
+            metadata={"retry_of": str(execution.pk)},
+        )
+        reused = [
+            StepExecution(
+                execution=retry,
+                node_id=step.node_id,
+                node_type=step.node_type,
+                attempt=1,
+                status=S.SUCCEEDED,
+                input=step.input,
+                output=step.output,
+                started_at=step.started_at,
+                finished_at=step.finished_at,
+                duration_ms=step.duration_ms,
+                idempotency_key=_key(retry.pk, step.node_id, 1),
+                state={"reused_from": str(step.pk)},
+            )
+            for step in _latest_steps(execution).values()
+            if step.status == S.SUCCEEDED
+        ]
+        StepExecution.objects.bulk_create(reused)
+    event_record(
+        type="workflow.execution.retried",
+        source="workflows",
+        actor=actor,
+        resource=retry,
+        payload={"retry_of": str(execution.pk), "reused_steps": len(reused)},
+    )
+    _admit(retry.pk)
+    return execution_refresh(retry)
+
+
+def reap(*, now=None, batch: int = 500) -> dict:
+    """Recover what crashes and lost messages left behind; see the module docstring."""
+    from ..tasks import run_step
+
+    now = now or timezone.now()
+    counts = {"timed_out": 0, "redispatched": 0, "lost": 0, "resent": 0, "woken": 0, "approvals_timed_out": 0}
+    overdue = WorkflowExecution.objects.filter(status__in=ACTIVE_EXECUTION_STATUSES, deadline__lt=now)
+    for execution_id in list(overdue.values_list("pk", flat=True)[:batch]):
+        with transaction.atomic():
+            execution = _lock(execution_id)
+            if not execution.finished:
+                _finish(execution, E.TIMED_OUT, error="The run exceeded its deadline.")
+                counts["timed_out"] += 1
+    active = Q(execution__status__in=ACTIVE_EXECUTION_STATUSES)
+    expired = StepExecution.objects.filter(active, status=S.RUNNING, lease_expires_at__lt=now)
+    for step_id, execution_id in list(expired.values_list("pk", "execution_id")[:batch]):
+        with transaction.atomic():
+            execution = _lock(execution_id)
+            step = StepExecution.objects.select_for_update().get(pk=step_id)
+            if step.status != S.RUNNING or not step.lease_expires_at or step.lease_expires_at >= now:
+                continue
+            node = Graph(execution.version.definition).nodes[step.node_id]
+            if step.dispatches > settings.WORKFLOWS_MAX_REDISPATCHES:
+                step.lease_expires_at = None
+                message = f"The step lost its worker or overran its timeout {step.dispatches} times."
+                _step_failed(execution, step, node, StepError(message, kind="timeout"))
+                _advance(execution)
+                counts["lost"] += 1
+                continue
+            transition(step, S.QUEUED)
+            step.lease_expires_at = None
+            step.save(update_fields=["status", "lease_expires_at", "updated_at"])
+            _dispatch_step(step, node)
+            counts["redispatched"] += 1
+    cutoff = now - timedelta(seconds=settings.WORKFLOWS_REDISPATCH_QUEUED_AFTER_SECONDS)
+    stale = StepExecution.objects.filter(active, status=S.QUEUED).filter(
+        Q(not_before__isnull=True, updated_at__lt=cutoff) | Q(not_before__lt=cutoff)
+    )
+    for step_id in list(stale.values_list("pk", flat=True)[:batch]):
+        if StepExecution.objects.filter(pk=step_id, status=S.QUEUED).update(not_before=now):
+            transaction.on_commit(lambda step_id=step_id: _send(run_step, (str(step_id),), {}))
+            counts["resent"] += 1
+    due = StepExecution.objects.filter(active, status=S.WAITING, wake_at__lte=now)
+    for step_id, kind, execution_id in list(due.values_list("pk", "wait_kind", "execution_id")[:batch]):
+        if kind == "delay":
+            counts["woken"] += step_wake(step_id, now=now)
+        elif kind == "approval":
+            with transaction.atomic():
+                execution = _lock(execution_id)
+                step = StepExecution.objects.select_for_update().get(pk=step_id)
+                if step.status != S.WAITING or execution.finished:
+                    continue
+                node = Graph(execution.version.definition).nodes[step.node_id]
+                error = StepError("Nobody approved or rejected in time.", kind="timeout", retryable=False)
+                _step_failed(execution, step, node, error)
+                _advance(execution)
+                counts["approvals_timed_out"] += 1
+    counts["admitted"] = admit_queued(batch)
+    return counts
