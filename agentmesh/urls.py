@@ -6,6 +6,7 @@ api_v1 = [
     path("auth/", include("agentmesh.accounts.api.urls")),
     path("", include("tools.api.urls")),  # the router registers under tools
     path("", include("agents.api.urls")),  # the router registers under agents
+    path("", include("workflows.api.urls")),  # the router registers under workflows
     path("master-data/", include("masterdata.api.urls")),
     path("observability/", include("observability.api.urls")),
     path("system/", include("system.api.urls")),

@@ -101,6 +101,7 @@ def workflow_delete(*, workflow: Workflow) -> None:
     """Delete with its versions and finished executions; refused (409) while a run is active."""
     if workflow.executions.filter(status__in=(*ACTIVE_EXECUTION_STATUSES, "queued")).exists():
         raise ConflictError("The workflow has queued or running executions; cancel them first.")
+    workflow.executions.all().delete()  # before the versions they pin (protected)
     workflow.delete()
 
 
