@@ -115,6 +115,12 @@ def _dispatch(task, *args, **options) -> None:
     transaction.on_commit(lambda: _send(task, args, options))
 
 
+def _queue_options(execution: WorkflowExecution, **options) -> dict:
+    """Every task of an execution goes to the queue it was started on (workers may start more)."""
+    queue = (execution.metadata or {}).get("queue")
+    return {**options, "queue": queue} if queue else options
+
+
 def _dispatch_step(step: StepExecution, node: dict, countdown: float | None = None) -> None:
     from ..tasks import run_step
 
@@ -125,7 +131,7 @@ def _dispatch_step(step: StepExecution, node: dict, countdown: float | None = No
     }
     if countdown:
         options["countdown"] = countdown
-    _dispatch(run_step, str(step.pk), **options)
+    _dispatch(run_step, str(step.pk), **_queue_options(step.execution, **options))
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -218,6 +224,13 @@ def execution_start(
         if version is None:
             raise ConflictError("The workflow has no saved version.")
     inputs = validate_inputs(version.definition, inputs)
+    metadata = dict(metadata or {})
+    if parent_step is not None:
+        metadata.setdefault("queue", (parent_step.execution.metadata or {}).get("queue"))
+    else:
+        from agentmesh.celery import app
+
+        metadata.setdefault("queue", app.conf.task_default_queue)
     try:
         with transaction.atomic():
             execution = WorkflowExecution.objects.create(
@@ -228,7 +241,7 @@ def execution_start(
                 idempotency_key=key,
                 parent_step=parent_step,
                 depth=depth,
-                metadata=metadata or {},
+                metadata=metadata,
             )
     except IntegrityError:  # the same key raced us: the other request's execution wins
         return WorkflowExecution.objects.get(workflow=workflow, user=user, idempotency_key=key), False
@@ -478,7 +491,7 @@ def _finish(execution: WorkflowExecution, status: str, *, error: str = "", outpu
         status__in=[E.SUCCEEDED, E.FAILED, E.CANCELLED, E.TIMED_OUT]
     )
     for child_id in children.values_list("pk", flat=True):
-        _dispatch(cancel_execution_task, str(child_id))
+        _dispatch(cancel_execution_task, str(child_id), **_queue_options(execution))
     _end_span(execution)
     event_record(
         type=f"workflow.execution.{status}",
@@ -490,9 +503,9 @@ def _finish(execution: WorkflowExecution, status: str, *, error: str = "", outpu
         payload={"workflow_id": str(execution.workflow_id), "duration_ms": execution.duration_ms},
     )
     if execution.parent_step_id:
-        _dispatch(child_finished_task, str(execution.pk))
+        _dispatch(child_finished_task, str(execution.pk), **_queue_options(execution))
     if execution.depth == 0:
-        _dispatch(admit_queued_task)
+        _dispatch(admit_queued_task, **_queue_options(execution))
 
 
 def _end_span(execution: WorkflowExecution) -> None:
@@ -677,9 +690,8 @@ def _step_waits(execution: WorkflowExecution, step: StepExecution, node: dict, r
     step.state = _jsonable({**step.state, **result.state})
     step.save()
     if result.kind == "delay" and result.wake_at:
-        _dispatch(
-            wake_step, str(step.pk), countdown=max(0.0, (result.wake_at - timezone.now()).total_seconds())
-        )
+        countdown = max(0.0, (result.wake_at - timezone.now()).total_seconds())
+        _dispatch(wake_step, str(step.pk), **_queue_options(execution, countdown=countdown))
     elif result.kind == "workflow":
         child = WorkflowExecution.objects.filter(pk=result.state.get("child_execution_id")).first()
         if child is not None and child.finished:  # it finished before this step got here
@@ -853,7 +865,7 @@ def execution_retry(*, execution: WorkflowExecution, actor) -> WorkflowExecution
             retry_of=execution,
             parent_step=execution.parent_step,
             depth=execution.depth,
-            metadata={"retry_of": str(execution.pk)},
+            metadata={"retry_of": str(execution.pk), "queue": (execution.metadata or {}).get("queue")},
         )
         reused = [
             StepExecution(
@@ -923,9 +935,13 @@ def reap(*, now=None, batch: int = 500) -> dict:
     stale = StepExecution.objects.filter(active, status=S.QUEUED).filter(
         Q(not_before__isnull=True, updated_at__lt=cutoff) | Q(not_before__lt=cutoff)
     )
-    for step_id in list(stale.values_list("pk", flat=True)[:batch]):
+    for step_id, metadata in list(stale.values_list("pk", "execution__metadata")[:batch]):
         if StepExecution.objects.filter(pk=step_id, status=S.QUEUED).update(not_before=now):
-            transaction.on_commit(lambda step_id=step_id: _send(run_step, (str(step_id),), {}))
+            queue = (metadata or {}).get("queue")
+            options = {"queue": queue} if queue else {}
+            transaction.on_commit(
+                lambda step_id=step_id, options=options: _send(run_step, (str(step_id),), options)
+            )
             counts["resent"] += 1
     due = StepExecution.objects.filter(active, status=S.WAITING, wake_at__lte=now)
     for step_id, kind, execution_id in list(due.values_list("pk", "wait_kind", "execution_id")[:batch]):
