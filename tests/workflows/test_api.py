@@ -302,3 +302,74 @@ def test_stats(client_for, developer, engine):
     assert body["duration_ms"]["p50"] is not None
     assert body["input_tokens"] == 3 and body["output_tokens"] == 4
     assert_problem(client.get(url("workflow-stats", workflow.pk) + "?days=0"), 400, "days")
+
+
+NASTY_DEFINITIONS = [
+    None,
+    7,
+    {"nodes": None},
+    {"nodes": [None]},
+    {"nodes": [{"id": "a", "type": "transform", "config": []}]},
+    {"nodes": [{"id": "a", "type": ["transform"]}]},
+    {"nodes": [{"id": "a", "type": "condition", "config": {"branches": [{"label": "x", "when": {"a": 1}}]}}]},
+    {"nodes": [transform("a", 1)], "edges": [{"source": 1, "target": None}]},
+    {"nodes": [transform("a", 1)], "edges": "a->b"},
+    {
+        "nodes": [
+            {
+                "id": "w",
+                "type": "workflow",
+                "config": {"workflow_id": "00000000-0000-0000-0000-000000000000", "version": 10**30},
+            }
+        ]
+    },
+    {
+        "nodes": [
+            {
+                "id": "m",
+                "type": "map",
+                "config": {"items": [1], "node": {"type": "map", "config": {"items": 5, "node": 1}}},
+            }
+        ]
+    },
+    {"nodes": [transform("a", "{% for i in range(10**9) %}x{% endfor %}")], "outputs": {"x": None}},
+    {"nodes": [transform("a", 1)], "inputs": {"$ref": "https://example.com/schema.json"}},
+    {"nodes": [transform("a", {"deep": [[[[[[[[[[{"x": "{{ inputs }}"}]]]]]]]]]]})], "start": 5},
+]
+
+
+@pytest.mark.parametrize("definition", NASTY_DEFINITIONS)
+def test_no_definition_is_a_500(client_for, developer, definition):
+    response = client_for(developer).post(
+        url("workflow-list"), {"name": "nasty", "definition": definition}, format="json"
+    )
+    assert response.status_code < 500, response.content[:300]  # a 400, or 201 for the odd valid one
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"version": 10**30},
+        {"wait_seconds": 10**30, "mode": "sync"},
+        {"inputs": None},
+        {"inputs": {"a": [1, {"b": None}]}, "mode": ["sync"]},
+        [],
+        "text",
+    ],
+)
+def test_no_execute_payload_is_a_500(client_for, developer, workflow, payload):
+    response = client_for(developer).post(url("workflow-execute", workflow.pk), payload, format="json")
+    assert 400 <= response.status_code < 500, response.content[:300]
+
+
+def test_a_runaway_template_fails_the_step_in_the_sandbox(developer, engine):
+    definition = linear(transform("a", "{% for i in range(10**9) %}x{% endfor %}"))
+    execution = engine.execute(services.workflow_create(owner=developer, name="loop", definition=definition))
+    assert execution.status == "failed" and "sandbox" in execution.error
+
+
+def test_unresolvable_input_schema_is_a_400_at_execute(client_for, developer):
+    definition = linear(transform("a", 1), inputs={"$ref": "#/definitions/missing"})
+    workflow = services.workflow_create(owner=developer, name="ref", definition=definition)
+    response = client_for(developer).post(url("workflow-execute", workflow.pk), {"inputs": {}}, format="json")
+    assert_problem(response, 400, "inputs")

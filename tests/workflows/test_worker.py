@@ -27,7 +27,7 @@ def _finished(execution_id):
 
 
 def test_fan_out_and_join_on_a_real_worker(live_worker, client_for, developer):
-    branches = [transform(f"b{i}", i) for i in range(20)]
+    branches = [transform(f"b{i}", i) for i in range(50)]
     definition = {
         "nodes": [
             transform("start", 0),
@@ -41,9 +41,9 @@ def test_fan_out_and_join_on_a_real_worker(live_worker, client_for, developer):
     workflow = services.workflow_create(owner=developer, name="fan", definition=definition)
     response = client_for(developer).post(f"/api/v1/workflows/{workflow.pk}/execute", {}, format="json")
     assert response.status_code == 202
-    execution = live_worker.wait_for(lambda: _finished(response.json()["id"]), timeout=60)
+    execution = live_worker.wait_for(lambda: _finished(response.json()["id"]), timeout=120)
     assert execution.status == "succeeded", execution.error
-    assert execution.outputs == {"sum": sum(range(20))}
+    assert execution.outputs == {"sum": sum(range(50))}
     assert StepExecution.objects.filter(execution=execution, node_id="join").count() == 1
     assert set(StepExecution.objects.filter(execution=execution).values_list("dispatches", flat=True)) == {1}
     assert all(w for w in StepExecution.objects.filter(execution=execution).values_list("worker", flat=True))
@@ -65,6 +65,23 @@ def test_approval_resumes_on_a_real_worker(live_worker, client_for, developer):
     )
     execution = live_worker.wait_for(lambda: _finished(execution_id), timeout=30)
     assert execution.status == "succeeded" and execution.outputs == {"r": "done"}
+
+
+def test_a_run_past_its_deadline_ends_timed_out(live_worker, developer):
+    definition = linear(
+        {"id": "wait", "type": "delay", "config": {"seconds": 30}}, transform("after", 1), timeout_seconds=1
+    )
+    workflow = services.workflow_create(owner=developer, name="late", definition=definition)
+    execution, _ = services.workflow_execute(workflow=workflow, user=developer)
+    live_worker.wait_for(lambda: WorkflowExecution.objects.filter(pk=execution.pk, status="waiting").exists())
+
+    def timed_out():
+        scheduler.reap()  # what the beat task does every 15 s
+        return WorkflowExecution.objects.filter(pk=execution.pk, status="timed_out").first()
+
+    finished = live_worker.wait_for(timed_out, timeout=30, interval=0.5)
+    assert finished.error == "The run exceeded its deadline."
+    assert set(finished.steps.values_list("status", flat=True)) == {"cancelled"}
 
 
 def test_a_worker_killed_mid_step_does_not_lose_the_run(developer, fake_api):

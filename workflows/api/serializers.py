@@ -119,10 +119,13 @@ class WorkflowExecuteRequestSerializer(serializers.Serializer):
         help_text="async: 202 at once; sync: wait (at most WORKFLOWS_SYNC_MAX_SECONDS) for the end.",
     )
     version = serializers.IntegerField(
-        required=False, min_value=1, help_text="Run this version (default: current)."
+        required=False, min_value=1, max_value=2**31 - 1, help_text="Run this version (default: current)."
     )
     wait_seconds = serializers.FloatField(
-        required=False, min_value=0, help_text="sync: wait at most this long (capped by the setting)."
+        required=False,
+        min_value=0,
+        max_value=3600,
+        help_text="sync: wait at most this long (capped by the setting).",
     )
 
 

@@ -195,7 +195,12 @@ def validate_inputs(definition: dict, inputs: Any) -> dict:
         raise ServiceValidationError("An object.", field="inputs")
     schema = definition.get("inputs")
     if schema:
-        error = first_schema_error(schema, inputs, root="inputs")
+        try:
+            error = first_schema_error(schema, inputs, root="inputs")
+        except Exception as exc:  # e.g. a $ref that cannot be resolved
+            raise ServiceValidationError(
+                f"The input schema cannot be applied: {exc}"[:500], field="inputs"
+            ) from exc
         if error is not None:
             raise ServiceValidationError(str(error), field=error.field)
     return inputs

@@ -167,7 +167,7 @@ class WorkflowNode(NodeHandler):
         "properties": {
             "workflow_id": {"type": "string", "format": "uuid"},
             "inputs": {"type": ["object", "string"]},
-            "version": {"type": "integer", "minimum": 1},
+            "version": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
         },
     }
     template_fields = ("inputs",)
