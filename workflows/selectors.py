@@ -1,7 +1,7 @@
 """Reads over workflows: execution statistics computed by the database, and which executions
 each user may see."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Count, Q, QuerySet, Sum
@@ -68,3 +68,71 @@ def executions_visible_to(user, executions: QuerySet | None = None) -> QuerySet:
         return executions.none()
     visible = permitted_queryset(user, Workflow.objects.all()).values("pk")
     return executions.filter(Q(workflow__in=visible) | Q(user=user))
+
+
+def _event_id(ts, key: str) -> str:
+    return f"{ts.isoformat()}~{key}"
+
+
+def _parse_event_id(value: str):
+    stamp, _, key = (value or "").partition("~")
+    try:
+        return datetime.fromisoformat(stamp), key
+    except ValueError:
+        return None
+
+
+def execution_events(*, execution_id, after: str = "") -> tuple[list[dict], bool]:
+    """The execution's story as events derived from its rows, in order: execution.started,
+    step.retried / step.started / step.waiting / step.finished, execution.finished. Each has an
+    id a client can send back as Last-Event-ID to get only what came after. Returns (events,
+    finished)."""
+    execution = (
+        WorkflowExecution.objects.filter(pk=execution_id)
+        .values("status", "started_at", "finished_at", "error", "outputs")
+        .first()
+    )
+    if execution is None:
+        return [], True
+    rows: list[tuple] = []
+
+    def add(ts, key: str, event: str, data: dict) -> None:
+        if ts is not None:
+            rows.append((ts, key, event, data))
+
+    add(execution["started_at"], "0", "execution.started", {"execution_id": str(execution_id)})
+    steps = StepExecution.objects.filter(execution_id=execution_id).values(
+        "pk", "node_id", "attempt", "status", "error", "wait_kind", "created_at", "started_at", "finished_at"
+    )
+    for step in steps:
+        base = {"step_id": str(step["pk"]), "node_id": step["node_id"], "attempt": step["attempt"]}
+        if step["attempt"] > 1:
+            add(step["created_at"], f"{step['pk']}:0", "step.retried", base)
+        add(step["started_at"], f"{step['pk']}:1", "step.started", base)
+        if step["status"] == StepStatus.WAITING:
+            add(
+                step["started_at"],
+                f"{step['pk']}:2",
+                "step.waiting",
+                {**base, "wait_kind": step["wait_kind"]},
+            )
+        add(
+            step["finished_at"],
+            f"{step['pk']}:3",
+            "step.finished",
+            {**base, "status": step["status"], "error": step["error"]},
+        )
+    finished = execution["status"] in TERMINAL_EXECUTION_STATUSES
+    if finished:
+        add(
+            execution["finished_at"],
+            "z",
+            "execution.finished",
+            {"status": execution["status"], "error": execution["error"], "outputs": execution["outputs"]},
+        )
+    rows.sort(key=lambda row: (row[0], row[1]))
+    last = _parse_event_id(after)
+    if last is not None:
+        rows = [row for row in rows if (row[0], row[1]) > last]
+    events = [{"id": _event_id(ts, key), "event": event, "data": data} for ts, key, event, data in rows]
+    return events, finished

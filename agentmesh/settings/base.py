@@ -338,6 +338,7 @@ WORKFLOWS_LEASE_GRACE_SECONDS = env_int("WORKFLOWS_LEASE_GRACE_SECONDS", 30)  # 
 WORKFLOWS_MAX_REDISPATCHES = env_int("WORKFLOWS_MAX_REDISPATCHES", 3)  # a lost worker's step, re-run
 WORKFLOWS_REDISPATCH_QUEUED_AFTER_SECONDS = env_int("WORKFLOWS_REDISPATCH_QUEUED_AFTER_SECONDS", 60)
 WORKFLOWS_SYNC_MAX_SECONDS = env_int("WORKFLOWS_SYNC_MAX_SECONDS", 30)
+WORKFLOWS_EVENTS_MAX_SECONDS = env_int("WORKFLOWS_EVENTS_MAX_SECONDS", 3600)  # one SSE connection
 
 # --- LLM providers ---
 # Retries of a model call (408/409/429/5xx, timeouts, connection errors), bounded by the request's timeout.

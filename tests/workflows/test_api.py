@@ -1,6 +1,9 @@
 """`/api/v1/workflows` and `/api/v1/workflows/executions`."""
 
+import json
+
 import pytest
+from asgiref.sync import async_to_sync
 from django.urls import reverse
 
 from tests.api_base import OwnedResourceAPITests, assert_problem
@@ -373,3 +376,56 @@ def test_unresolvable_input_schema_is_a_400_at_execute(client_for, developer):
     workflow = services.workflow_create(owner=developer, name="ref", definition=definition)
     response = client_for(developer).post(url("workflow-execute", workflow.pk), {"inputs": {}}, format="json")
     assert_problem(response, 400, "inputs")
+
+
+async def _collect(chunks) -> bytes:
+    return b"".join([chunk async for chunk in chunks])
+
+
+def _parse_sse(raw: bytes) -> list[dict]:
+    events = []
+    for block in raw.decode().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.strip().splitlines() if ": " in line)
+        if "event" in lines:
+            events.append({"id": lines["id"], "event": lines["event"], "data": json.loads(lines["data"])})
+    return events
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_stream_and_reattach_with_last_event_id(client_for, developer, other_developer):
+    definition = linear(
+        {
+            "id": "f",
+            "type": "test_flaky",
+            "config": {"fail_times": 1},
+            "retry": {"max_attempts": 2, "backoff": 0},
+        },
+        transform("b", 2),
+    )
+    workflow = services.workflow_create(owner=developer, name="events", definition=definition)
+    execution, _ = services.workflow_execute(workflow=workflow, user=developer)
+    client = client_for(developer)
+    response = client.get(url("execution-events", execution.pk), HTTP_ACCEPT="text/event-stream")
+    assert response.status_code == 200 and response["Content-Type"] == "text/event-stream"
+    events = _parse_sse(async_to_sync(_collect)(response.streaming_content))
+    names = [(e["event"], e["data"].get("node_id"), e["data"].get("status")) for e in events]
+    assert names == [
+        ("execution.started", None, None),
+        ("step.started", "f", None),
+        ("step.finished", "f", "failed"),
+        ("step.retried", "f", None),
+        ("step.started", "f", None),
+        ("step.finished", "f", "succeeded"),
+        ("step.started", "b", None),
+        ("step.finished", "b", "succeeded"),
+        ("execution.finished", None, "succeeded"),
+    ]
+    assert len({e["id"] for e in events}) == len(events)
+    again = client.get(
+        url("execution-events", execution.pk),
+        HTTP_ACCEPT="text/event-stream",
+        HTTP_LAST_EVENT_ID=events[5]["id"],
+    )
+    rest = _parse_sse(async_to_sync(_collect)(again.streaming_content))
+    assert rest == events[6:]
+    assert_problem(client_for(other_developer).get(url("execution-events", execution.pk)), 404)

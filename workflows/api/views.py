@@ -1,6 +1,15 @@
+import asyncio
+import json
+import time
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connections
 from django.db.models import Prefetch
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, status, viewsets
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import mixins, renderers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import IsAuthenticated
@@ -9,6 +18,7 @@ from rest_framework.response import Response
 from agentmesh.core.permissions import has_object_action
 from agentmesh.core.signals import snapshot
 from agentmesh.core.viewsets import ServiceBackedViewSet
+from agents.api.interact import EventStreamRenderer
 
 from .. import selectors, services
 from ..filters import WorkflowExecutionFilter, WorkflowFilter
@@ -232,3 +242,62 @@ class WorkflowExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         execution = self._controlled("use")
         retry = services.execution_retry(execution=execution, actor=request.user)
         return self._answer(retry, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        operation_id="workflows_executions_events",
+        request=None,
+        parameters=[OpenApiParameter("Last-Event-ID", str, OpenApiParameter.HEADER, required=False)],
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                response=OpenApiTypes.STR,
+                description="Events execution.started, step.retried, step.started, step.waiting, "
+                "step.finished, execution.finished (then the stream ends), and ping comments.",
+            )
+        },
+    )
+    @action(detail=True, methods=["get"], renderer_classes=[renderers.JSONRenderer, EventStreamRenderer])
+    def events(self, request, *args, **kwargs):
+        """Server-sent events of the execution as it runs. Each event has an id: re-attach with
+        `Last-Event-ID` to receive only the events after it. The stream ends after
+        execution.finished."""
+        execution = self.get_object()
+        return stream_events(execution.pk, request.headers.get("Last-Event-ID", ""))
+
+
+def _sse(event: dict) -> bytes:
+    data = json.dumps(event["data"], cls=DjangoJSONEncoder)
+    return f"id: {event['id']}\nevent: {event['event']}\ndata: {data}\n\n".encode()
+
+
+def _poll(execution_id, after: str):
+    try:
+        return selectors.execution_events(execution_id=execution_id, after=after)
+    finally:
+        connections.close_all()  # this worker thread's connection
+
+
+def stream_events(execution_id, after: str) -> StreamingHttpResponse:
+    """Poll the execution's rows and relay new events from an async generator (an ASGI server
+    sends each as it comes), with a ping comment every AGENTS_STREAM_PING_SECONDS; at most
+    WORKFLOWS_EVENTS_MAX_SECONDS per connection (the client re-attaches with Last-Event-ID)."""
+    ping = settings.AGENTS_STREAM_PING_SECONDS
+    limit = settings.WORKFLOWS_EVENTS_MAX_SECONDS
+
+    async def body():
+        last, started, pinged = after, time.monotonic(), time.monotonic()
+        while time.monotonic() - started < limit:
+            events, finished = await asyncio.to_thread(_poll, execution_id, last)
+            for event in events:
+                last = event["id"]
+                yield _sse(event)
+            if finished:
+                return
+            if time.monotonic() - pinged >= ping:
+                pinged = time.monotonic()
+                yield b": ping\n\n"
+            await asyncio.sleep(0.25)
+
+    response = StreamingHttpResponse(body(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
