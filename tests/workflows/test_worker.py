@@ -26,7 +26,7 @@ def _finished(execution_id):
     ).first()
 
 
-def test_fan_out_and_join_on_a_real_worker(live_worker, client_for, developer):
+def test_fan_out_of_50_joins_exactly_once_on_two_workers(live_worker, client_for, developer):
     branches = [transform(f"b{i}", i) for i in range(50)]
     definition = {
         "nodes": [
@@ -39,14 +39,20 @@ def test_fan_out_and_join_on_a_real_worker(live_worker, client_for, developer):
         "outputs": {"sum": "{{ steps.join.output }}"},
     }
     workflow = services.workflow_create(owner=developer, name="fan", definition=definition)
-    response = client_for(developer).post(f"/api/v1/workflows/{workflow.pk}/execute", {}, format="json")
-    assert response.status_code == 202
-    execution = live_worker.wait_for(lambda: _finished(response.json()["id"]), timeout=120)
+    second = _worker_on(live_worker.queue, {}, name="second")  # two processes share the queue
+    try:
+        second.wait_for(lambda: "ready" in second.log(), timeout=30)
+        response = client_for(developer).post(f"/api/v1/workflows/{workflow.pk}/execute", {}, format="json")
+        assert response.status_code == 202
+        execution = live_worker.wait_for(lambda: _finished(response.json()["id"]), timeout=120)
+    finally:
+        second.stop()
     assert execution.status == "succeeded", execution.error
     assert execution.outputs == {"sum": sum(range(50))}
-    assert StepExecution.objects.filter(execution=execution, node_id="join").count() == 1
-    assert set(StepExecution.objects.filter(execution=execution).values_list("dispatches", flat=True)) == {1}
-    assert all(w for w in StepExecution.objects.filter(execution=execution).values_list("worker", flat=True))
+    steps = StepExecution.objects.filter(execution=execution)
+    assert steps.filter(node_id="join").count() == 1
+    assert set(steps.values_list("dispatches", flat=True)) == {1}  # every step claimed once
+    assert len(set(steps.values_list("worker", flat=True))) == 2  # both workers took steps
 
 
 def test_approval_resumes_on_a_real_worker(live_worker, client_for, developer):
@@ -136,9 +142,9 @@ def test_a_worker_killed_mid_step_does_not_lose_the_run(developer, fake_api):
             first.stop()
 
 
-def _worker_on(queue: str, extra_env: dict) -> LiveWorker:
+def _worker_on(queue: str, extra_env: dict, name: str = "restarted") -> LiveWorker:
     """A worker process on an existing queue (tests.live_worker names a new queue each time)."""
-    log_path = Path(settings.VAR_DIR) / f"{queue}-restarted.log"
+    log_path = Path(settings.VAR_DIR) / f"{queue}-{name}.log"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "agentmesh.settings.test",
@@ -151,7 +157,7 @@ def _worker_on(queue: str, extra_env: dict) -> LiveWorker:
     cmd = [
         sys.executable, "-m", "celery", "-A", "agentmesh", "worker", "-Q", queue, "-c", "1",
         "--pool", "prefork", "--without-heartbeat", "--without-gossip", "--without-mingle",
-        "-n", f"{queue}-2@%h", "-l", "INFO",
+        "-n", f"{queue}-{name}@%h", "-l", "INFO",
     ]  # fmt: skip
     with log_path.open("wb") as log:
         process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
