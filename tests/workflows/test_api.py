@@ -1,8 +1,12 @@
 """`/api/v1/workflows` and `/api/v1/workflows/executions`."""
 
 import json
+import threading
+import time
 
+import httpx
 import pytest
+import uvicorn
 from asgiref.sync import async_to_sync
 from django.urls import reverse
 
@@ -429,3 +433,59 @@ def test_events_stream_and_reattach_with_last_event_id(client_for, developer, ot
     rest = _parse_sse(async_to_sync(_collect)(again.streaming_content))
     assert rest == events[6:]
     assert_problem(client_for(other_developer).get(url("execution-events", execution.pk)), 404)
+
+
+@pytest.fixture
+def live_server_url(transactional_db):
+    """The ASGI app served by uvicorn in this process (same test database)."""
+    from agentmesh.asgi import application
+
+    server = uvicorn.Server(
+        uvicorn.Config(application, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_events_arrive_while_the_run_waits(live_server_url, developer, settings):
+    """Over ASGI the stream sends each event as it happens: the waiting step is seen before
+    anyone approves, and the stream ends after execution.finished."""
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    settings.AGENTS_STREAM_PING_SECONDS = 0.3
+    workflow = services.workflow_create(owner=developer, name="live", definition=APPROVAL)
+    execution, _ = services.workflow_execute(workflow=workflow, user=developer)
+    headers = {"Authorization": f"Bearer {RefreshToken.for_user(developer).access_token}"}
+    seen: list[str] = []
+    with (
+        httpx.Client(timeout=20) as client,
+        client.stream(
+            "GET",
+            f"{live_server_url}/api/v1/workflows/executions/{execution.pk}/events",
+            headers={**headers, "Accept": "text/event-stream"},
+        ) as response,
+    ):
+        assert response.status_code == 200
+        buffer = ""
+        for chunk in response.iter_text():
+            buffer += chunk
+            while "\n\n" in buffer:
+                block, buffer = buffer.split("\n\n", 1)
+                seen.extend(e["event"] for e in _parse_sse(block.encode() + b"\n\n"))
+                if seen and seen[-1] == "step.waiting":  # approve only once the client saw it
+                    approved = client.post(
+                        f"{live_server_url}/api/v1/workflows/executions/{execution.pk}/approve",
+                        json={},
+                        headers=headers,
+                    )
+                    assert approved.status_code == 200
+    assert seen[:3] == ["execution.started", "step.started", "step.waiting"]
+    assert seen[-1] == "execution.finished"
+    assert "step.finished" in seen

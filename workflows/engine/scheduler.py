@@ -657,6 +657,11 @@ def _step_finish(step_id, dispatches: int, result, *, duration_ms: float, step_i
                 transition(step, S.CANCELLED)
                 step.finished_at = timezone.now()
                 step.save()
+                child_id = result.state.get("child_execution_id")
+                if child_id:  # started after the run ended: it must not run on alone
+                    from ..tasks import cancel_execution_task
+
+                    _dispatch(cancel_execution_task, child_id, **_queue_options(execution))
             else:
                 _step_waits(execution, step, node, result)
         else:
