@@ -609,3 +609,33 @@ def test_child_failure_fails_the_parent_step_and_depth_is_limited(make_workflow,
     settings.WORKFLOWS_MAX_DEPTH = 0
     execution = engine.execute(parent)
     assert execution.status == ExecutionStatus.FAILED and "at most 0 levels deep" in execution.error
+
+
+def test_a_failed_condition_with_on_error_continue_takes_no_branch(make_workflow, engine):
+    workflow = make_workflow(
+        {
+            "nodes": [
+                {
+                    "id": "check",
+                    "type": "condition",
+                    "on_error": "continue",
+                    "config": {"branches": [{"label": "yes", "when": "{{ inputs.missing.x }}"}]},
+                },
+                transform("yes", 1),
+                transform("no", 2),
+                transform("after", "{{ steps.check.status }}"),
+            ],
+            "edges": [
+                {"source": "check", "target": "yes", "branch": "yes"},
+                {"source": "check", "target": "no", "branch": "else"},
+                {"source": "yes", "target": "after"},
+            ],
+        }
+    )
+    steps = steps_of(engine.execute(workflow))
+    assert steps["check"].status == StepStatus.FAILED
+    assert (steps["yes"].status, steps["no"].status, steps["after"].status) == (
+        "skipped",
+        "skipped",
+        "skipped",
+    )

@@ -388,8 +388,8 @@ def _edge_taken(edge: dict, graph: Graph, latest: dict, variables: dict) -> bool
         on_error = node.get("on_error", "fail")
         if on_error == "branch":
             return branch == ERROR_BRANCH
-        if on_error != "continue" or branch == ERROR_BRANCH:
-            return False
+        if on_error != "continue" or branch is not None:
+            return False  # continue: only unlabelled edges go on (a failed condition chose no branch)
     elif (branch == ERROR_BRANCH and node.get("on_error") == "branch") or (
         branch is not None and (source.output or {}).get("branch") != branch
     ):
