@@ -639,3 +639,37 @@ def test_a_failed_condition_with_on_error_continue_takes_no_branch(make_workflow
         "skipped",
         "skipped",
     )
+
+
+def test_global_limit_queues_across_workflows_and_the_reaper_admits(
+    make_workflow, engine, developer, settings
+):
+    settings.WORKFLOWS_MAX_RUNNING = 1
+    first = engine.execute(make_workflow(linear(approval()), name="one"))
+    other = make_workflow(linear(transform("a", 1)), name="two")
+    second = engine.execute(other)
+    assert (first.status, second.status) == ("waiting", "queued")
+    settings.WORKFLOWS_MAX_RUNNING = 2  # capacity appears without any run finishing
+    assert engine.run(scheduler.reap)["admitted"] == 1
+    second.refresh_from_db()
+    assert second.status == ExecutionStatus.SUCCEEDED
+
+
+def test_a_send_that_fails_is_logged_not_raised(caplog, settings):
+    """Broker down after commit: the start (or step) still answers; the committed queued step
+    is re-sent by the reaper (test_reaper_resends_a_queued_step_whose_message_was_lost)."""
+    from agentmesh.celery import app
+
+    class BrokerDown:
+        name = "workflows.tasks.run_step"
+
+        def apply_async(self, **kwargs):
+            raise ConnectionRefusedError("broker down")
+
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = False
+    try:
+        scheduler._send(BrokerDown(), ("step-id",), {})
+    finally:
+        app.conf.task_always_eager = eager
+    assert "the reaper will re-dispatch it" in caplog.text

@@ -93,7 +93,12 @@ def _send(task, args: tuple, options: dict) -> None:
     from agentmesh.celery import app
 
     if not app.conf.task_always_eager:
-        task.apply_async(args=args, **options)
+        try:
+            task.apply_async(args=args, **options)
+        except Exception:  # broker down: the rows are committed, the reaper sends it again
+            logger.warning(
+                "could not send %s%s; the reaper will re-dispatch it", task.name, args, exc_info=True
+            )
         return
     # Eager (tests, embedded debugging): run the chain of tasks in a loop, not recursively.
     queue = _eager_queue.get()
