@@ -575,18 +575,18 @@ def step_run(step_id, *, worker: str = "") -> str | None:
     node = graph.nodes[step.node_id]
     timeout = step_timeout(node)
     claimable = Q(status=S.QUEUED) | Q(status=S.RUNNING, lease_expires_at__lt=now)
-    claimed = StepExecution.objects.filter(claimable, pk=step.pk).update(
-        status=S.RUNNING,
-        started_at=now,
-        worker=_worker_name(worker),
-        lease_expires_at=now + timedelta(seconds=timeout + settings.WORKFLOWS_LEASE_GRACE_SECONDS),
-        dispatches=F("dispatches") + 1,
-    )
-    if not claimed:
+    claim = {
+        "status": S.RUNNING,
+        "started_at": now,
+        "worker": _worker_name(worker),
+        "lease_expires_at": now + timedelta(seconds=timeout + settings.WORKFLOWS_LEASE_GRACE_SECONDS),
+        "dispatches": step.dispatches + 1,
+    }
+    # Optimistic: only if nobody claimed it since we read it (dispatches unchanged).
+    if not StepExecution.objects.filter(claimable, pk=step.pk, dispatches=step.dispatches).update(**claim):
         return None
-    step.refresh_from_db(
-        fields=["status", "dispatches", "started_at", "worker", "lease_expires_at", "attempt"]
-    )
+    for name, value in claim.items():
+        setattr(step, name, value)
     variables = _variables(execution, {k: v for k, v in _latest_steps(execution).items() if v.finished})
     try:
         step_input = expressions.render(node.get("config") or {}, variables)
@@ -637,17 +637,24 @@ def step_run(step_id, *, worker: str = "") -> str | None:
         error=str(result) if isinstance(result, StepError) else "",
     )
     return _step_finish(
-        step.pk, step.dispatches, result, duration_ms=duration_ms, step_input=_jsonable(step_input)
+        execution.pk,
+        step.pk,
+        step.dispatches,
+        result,
+        duration_ms=duration_ms,
+        step_input=_jsonable(step_input),
     )
 
 
-def _step_finish(step_id, dispatches: int, result, *, duration_ms: float, step_input: Any) -> str | None:
+def _step_finish(
+    execution_id, step_id, dispatches: int, result, *, duration_ms: float, step_input: Any
+) -> str | None:
     with transaction.atomic():
-        step = StepExecution.objects.filter(pk=step_id).values("execution_id").first()
-        if step is None:
-            return None
-        execution = _lock(step["execution_id"])
-        step = StepExecution.objects.select_for_update().get(pk=step_id)
+        try:
+            execution = _lock(execution_id)
+            step = StepExecution.objects.select_for_update().get(pk=step_id)
+        except (WorkflowExecution.DoesNotExist, StepExecution.DoesNotExist):
+            return None  # deleted while the step ran
         if step.status != S.RUNNING or step.dispatches != dispatches:
             return step.status  # re-dispatched meanwhile: the newer claim owns the step
         graph = Graph(execution.version.definition)
