@@ -121,9 +121,11 @@ def workflow_execute(
     inputs: Any = None,
     version: int | None = None,
     idempotency_key: str = "",
+    depth: int = 0,
 ) -> tuple[WorkflowExecution, bool]:
     """Start an execution (of the current version, or `version`): (execution, created).
-    Inputs are checked against the version's input schema (400 naming the field)."""
+    Inputs are checked against the version's input schema (400 naming the field). `depth` > 0:
+    started from inside another execution's step (not counted against the concurrency limits)."""
     if workflow.status == WorkflowStatus.ARCHIVED:
         raise WorkflowArchived(f"The workflow {workflow.name} is archived.")
     return scheduler.execution_start(
@@ -132,6 +134,7 @@ def workflow_execute(
         inputs=inputs,
         version=_version(workflow, version),
         idempotency_key=idempotency_key,
+        depth=depth,
     )
 
 

@@ -59,9 +59,22 @@ class WorkflowToolExecutor(Executor):
         workflow = self._workflow(call.tool.config)
         if workflow is None:
             raise ToolError("The workflow no longer exists.", kind=ErrorKind.CONFIG)
+        from django.conf import settings
+
+        from .engine.scheduler import current_depth
+
+        outer = current_depth.get()  # called from inside a workflow step (through an agent)
+        depth = 0 if outer is None else outer + 1
+        if depth > settings.WORKFLOWS_MAX_DEPTH:
+            raise ToolError(
+                f"Workflows may start workflows at most {settings.WORKFLOWS_MAX_DEPTH} levels deep.",
+                kind=ErrorKind.CONFIG,
+            )
         user = call.actor if getattr(call.actor, "pk", None) else call.tool.owner
         try:
-            execution, _ = services.workflow_execute(workflow=workflow, user=user, inputs=call.arguments)
+            execution, _ = services.workflow_execute(
+                workflow=workflow, user=user, inputs=call.arguments, depth=depth
+            )
         except ServiceValidationError as exc:
             field, messages = next(iter(exc.detail.items()))
             raise ToolError(f"{field}: {messages[0]}", kind=ErrorKind.INVALID_ARGUMENTS) from exc

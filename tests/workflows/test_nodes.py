@@ -10,6 +10,7 @@ from tests.agents.factories import make_agent, make_deployed_tool, make_model
 from tests.workflows.conftest import linear, steps_of, transform
 from tools import services as tool_services
 from tools.models import ToolExecution
+from workflows import services
 from workflows.models import ExecutionStatus, WorkflowExecution
 
 pytestmark = pytest.mark.django_db
@@ -204,3 +205,74 @@ def test_workflow_tool_type_refuses_a_workflow_the_owner_may_not_use(
             owner=developer, name="wf_tool", type="workflow", config={"workflow_id": str(workflow.pk)}
         )
     assert "config.workflow_id" in info.value.detail
+
+
+def _workflow_tool(owner, workflow, name):
+    tool = tool_services.tool_create(
+        owner=owner, name=name, type="workflow", config={"workflow_id": str(workflow.pk)}
+    )
+    tool_services.tool_validate(tool=tool, actor=owner)
+    return tool_services.tool_deploy(tool=tool, actor=owner)
+
+
+def _agent_with(owner, tool):
+    agent = make_agent(owner, tools=[tool])
+    version, checks = agent_deploy(agent=agent, actor=owner)
+    assert version is not None, checks
+    return agent
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_agent_in_a_workflow_runs_a_workflow_tool_one_level_deeper(make_workflow, developer):
+    inner = make_workflow(
+        linear(
+            transform("a", "{{ inputs.x + 1 }}"),
+            inputs={"type": "object", "properties": {"x": {"type": "integer"}}},
+            outputs={"y": "{{ steps.a.output }}"},
+        ),
+        name="inner",
+    )
+    agent = _agent_with(developer, _workflow_tool(developer, inner, "plus_one"))
+    outer = make_workflow(
+        linear(
+            {
+                "id": "ask",
+                "type": "agent",
+                "config": {"agent_id": str(agent.pk), "input": 'call plus_one {"x": 41}'},
+            },
+            outputs={"answer": "{{ steps.ask.output.output }}"},
+        ),
+        name="outer",
+    )
+    execution, _ = services_execute(outer, developer)
+    assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+    assert execution.outputs == {"answer": 'Tool result: {"y": 42}'}
+    child = WorkflowExecution.objects.get(workflow=inner)
+    assert child.depth == 1 and child.status == ExecutionStatus.SUCCEEDED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_workflow_calling_itself_through_an_agent_is_depth_limited(make_workflow, developer, settings):
+    settings.WORKFLOWS_MAX_DEPTH = 2
+    looping = make_workflow(linear(transform("a", 1)), name="looping")
+    agent = _agent_with(developer, _workflow_tool(developer, looping, "again"))
+    services.workflow_update(
+        workflow=looping,
+        actor=developer,
+        definition=linear(
+            {"id": "ask", "type": "agent", "config": {"agent_id": str(agent.pk), "input": "call again {}"}}
+        ),
+    )
+    looping.refresh_from_db()
+    execution, _ = services_execute(looping, developer)
+    assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+    depths = sorted(WorkflowExecution.objects.filter(workflow=looping).values_list("depth", flat=True))
+    assert depths == [0, 1, 2]  # the third call was refused, not started
+    deepest = WorkflowExecution.objects.get(workflow=looping, depth=2)
+    assert "at most 2 levels deep" in steps_of(deepest)["ask"].output["output"]
+
+
+def services_execute(workflow, user):
+    execution, created = services.workflow_execute(workflow=workflow, user=user)
+    execution.refresh_from_db()
+    return execution, created

@@ -87,6 +87,9 @@ def transition(obj: WorkflowExecution | StepExecution, new: str) -> None:
 
 # --- dispatch ---------------------------------------------------------------------------------
 _eager_queue: ContextVar[list | None] = ContextVar("workflows_eager_queue", default=None)
+#: the depth of the execution whose step runs in this context (None outside any step): a
+#: workflow started from inside a step (the `workflow` tool type via an agent) is one deeper
+current_depth: ContextVar[int | None] = ContextVar("workflows_current_depth", default=None)
 
 
 def _send(task, args: tuple, options: dict) -> None:
@@ -610,6 +613,10 @@ def step_run(step_id, *, worker: str = "") -> str | None:
     ctx = StepContext(execution=execution, step=step, node=node, variables=variables, timeout=timeout)
     t0 = time.perf_counter()
     result: Done | Wait | StepError
+    # Eager only: tasks sent while the handler runs (a workflow it starts and waits for) run
+    # in a loop of their own, to completion, instead of after this step.
+    queue_token = _eager_queue.set(None)
+    depth_token = current_depth.set(execution.depth)
     with use_span(handle):
         try:
             result = handler.run(ctx)
@@ -622,6 +629,9 @@ def step_run(step_id, *, worker: str = "") -> str | None:
         except Exception as exc:  # a handler bug must not leave the step running
             logger.exception("workflow step %s (%s) crashed", step.pk, node["type"])
             result = StepError(f"Internal error: {type(exc).__name__}: {exc}"[:2000], kind="internal")
+        finally:
+            current_depth.reset(depth_token)
+            _eager_queue.reset(queue_token)
     duration_ms = (time.perf_counter() - t0) * 1000
     if isinstance(result, Done):
         handle.set_attributes(
