@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import kombu.pools
 import pytest
 from django.conf import settings
 from django.db import close_old_connections
@@ -91,8 +92,9 @@ def _children(pid: int) -> list[int]:
 
 
 def _reset_producers() -> None:
-    if celery_app._pool is not None:
-        celery_app._pool.force_close_all()
+    # kombu keeps process-wide pools keyed by broker URL: closing only the app's would leave a
+    # closed pool there for the next test that sends on the default broker.
+    kombu.pools.reset()
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
 
