@@ -210,7 +210,9 @@ def install_timers() -> Timers:
     t.wrap(llm_client._Call, "close_span", "              _Call.close_span (chat span, batched)")
     t.wrap(AgentRunStep, "save", "            AgentRunStep.save (step INSERT)")
     t.wrap(loop.RunLoop, "_finish", "        RunLoop._finish")
-    t.wrap(AgentRun, "save", "      AgentRun.save (run UPDATE of the result fields; + the INSERT in run_start)")
+    t.wrap(
+        AgentRun, "save", "      AgentRun.save (run UPDATE of the result fields; + the INSERT in run_start)"
+    )
     t.wrap(loop, "span_end", "      span_end (agent span, batched)")
     t.wrap(obs.metrics, "record_run", "      metrics.record_run (both spans)")
     t.wrap(runs, "_release_conversation", "    _release_conversation (UPDATE)")
@@ -220,7 +222,11 @@ def install_timers() -> Timers:
         "  InteractResultSerializer (+ messages SELECT)",
     )
     t.wrap(middleware.RequestContextMiddleware, "_record", "  request sample/metrics/root span (_record)")
-    t.wrap(middleware.RequestContextMiddleware, "_write_spans", "    _write_spans (root + batched spans, one INSERT)")
+    t.wrap(
+        middleware.RequestContextMiddleware,
+        "_write_spans",
+        "    _write_spans (root + batched spans, one INSERT)",
+    )
     t.wrap(buffer, "flush_if_due", "    buffer.flush_if_due (sample INSERT + metrics upsert)")
     return t
 
