@@ -1,7 +1,8 @@
 """In-process, bounded write buffers flushed in batches.
 
-Request samples, database log records and Prometheus counter increments are collected in
-memory and written together with one bulk insert / one upsert per series, at most every
+Request samples, the spans of finished requests, database log records and Prometheus counter
+increments are collected in memory and written together with one bulk insert per table / one
+upsert for all series, at most every
 OBSERVABILITY_FLUSH_SECONDS (at the end of a request or task, on a scrape, on exit). When a
 buffer is full the oldest entries are dropped and counted, so memory stays bounded and the
 hot path never waits for the database.
@@ -33,8 +34,9 @@ class _Buffer:
         self.lock = threading.Lock()
         self.samples: deque = deque()
         self.logs: deque = deque()
+        self.spans: deque = deque()
         self.counters: dict[tuple[str, str], float] = {}
-        self.dropped = {"samples": 0, "logs": 0}
+        self.dropped = {"samples": 0, "logs": 0, "spans": 0}
         self.last_flush = time.monotonic()
         self.last_flush_error = ""
         self.last_flush_error_at = 0.0
@@ -64,6 +66,17 @@ class _Buffer:
             self.logs.append(record)
             self._touch()
 
+    def add_spans(self, spans: list) -> None:
+        with self.lock:
+            overflow = len(self.spans) + len(spans) - self._limit()
+            for _ in range(max(overflow, 0)):
+                if not self.spans:
+                    break
+                self.spans.popleft()
+                self.dropped["spans"] += 1
+            self.spans.extend(spans)
+            self._touch()
+
     def inc(self, name: str, labels: str, amount: float = 1.0) -> None:
         with self.lock:
             key = (name, labels)
@@ -71,22 +84,24 @@ class _Buffer:
             self._touch()
 
     def pending(self) -> int:
-        return len(self.samples) + len(self.logs) + len(self.counters)
+        return len(self.samples) + len(self.logs) + len(self.spans) + len(self.counters)
 
     def due(self) -> bool:
         interval = getattr(settings, "OBSERVABILITY_FLUSH_SECONDS", 0.0)
         return self.pending() > 0 and (
-            time.monotonic() - self.last_flush >= interval or len(self.logs) + len(self.samples) >= 500
+            time.monotonic() - self.last_flush >= interval
+            or len(self.logs) + len(self.samples) + len(self.spans) >= 500
         )
 
     def drain(self):
         with self.lock:
             samples, self.samples = list(self.samples), deque()
             logs, self.logs = list(self.logs), deque()
+            spans, self.spans = list(self.spans), deque()
             counters, self.counters = self.counters, {}
             self.oldest_pending = None
             self.last_flush = time.monotonic()
-        return samples, logs, counters
+        return samples, logs, spans, counters
 
 
 BUFFER = _Buffer()
@@ -127,26 +142,27 @@ def flush(*, force: bool = False) -> int:
         return 0
     if connection.in_atomic_block and connection.needs_rollback:
         return 0
-    from .models import LogRecord, RequestSample
+    from .models import LogRecord, RequestSample, Span
 
     _state.flushing = True
-    samples, logs, counters = buf.drain()
+    samples, logs, spans, counters = buf.drain()
+    written = len(samples) + len(logs) + len(spans) + len(counters)
     try:
         with transaction.atomic():
             if samples:
                 RequestSample.objects.bulk_create(samples, batch_size=500)
             if logs:
                 LogRecord.objects.bulk_create(logs, batch_size=500)
+            if spans:
+                Span.objects.bulk_create(spans, batch_size=500)
             if counters:
                 _write_counters(counters)
         buf.last_flush_error = ""
-        return len(samples) + len(logs) + len(counters)
+        return written
     except Exception as exc:
         buf.last_flush_error = f"{type(exc).__name__}: {exc}"[:500]
         buf.last_flush_error_at = time.time()
-        logger.warning(
-            "observability buffer flush failed; %s items dropped", len(samples) + len(logs) + len(counters)
-        )
+        logger.warning("observability buffer flush failed; %s items dropped", written)
         return 0
     finally:
         _state.flushing = False
@@ -166,6 +182,7 @@ def stats() -> dict:
         else 0.0,
         "dropped_samples": buf.dropped["samples"],
         "dropped_logs": buf.dropped["logs"],
+        "dropped_spans": buf.dropped["spans"],
         "last_flush_error": buf.last_flush_error,
     }
 

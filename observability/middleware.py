@@ -36,7 +36,8 @@ class RequestContextMiddleware:
       Prometheus request counters, buffered.
     - The request's own `http` span is written only if something hangs under it (a span or
       a Celery task published during the request), so plain reads do not flood the traces.
-      Spans that finish during the request are written with it in one INSERT.
+      It and the spans that finished during the request go to the write buffer like the
+      samples (a trace is complete in the database within OBSERVABILITY_FLUSH_SECONDS).
     - A 403 answer records an `auth.permission_denied` event.
     """
 
@@ -137,5 +138,5 @@ class RequestContextMiddleware:
             },
             user_id=user_id,
         )
-        services.spans_insert([root, *(Span(**values) for values in finished)])
+        buffer.BUFFER.add_spans([root, *(Span(**values) for values in finished)])
         otlp.export_span(root)

@@ -1,8 +1,10 @@
+import time
+
 import pytest
 from django.urls import reverse
 
 from observability import services
-from observability.models import Span
+from observability.models import RequestSample, Span
 from tests.api_base import assert_problem
 
 pytestmark = pytest.mark.django_db
@@ -153,3 +155,26 @@ def test_spans_of_a_request_are_written_with_its_root_in_one_insert(rf):
 
     after_response["context"].run(late_span)
     assert Span.objects.get(name="streamed").trace_id == response["X-Trace-ID"]
+
+
+def test_spans_of_a_request_wait_in_the_write_buffer_until_the_flush_interval(rf, settings):
+    from django.http import HttpResponse
+
+    from observability import buffer
+    from observability.middleware import RequestContextMiddleware
+
+    def view(request):
+        with services.span("child", kind="tool"):
+            pass
+        return HttpResponse("ok")
+
+    settings.OBSERVABILITY_FLUSH_SECONDS = 3600
+    buffer.BUFFER.last_flush = time.monotonic()
+    response = RequestContextMiddleware(view)(rf.get("/api/v1/anything"))
+    assert not Span.objects.exists()
+    assert buffer.stats()["pending"] >= 3  # the sample and the two spans
+
+    assert buffer.flush(force=True) >= 3
+    names = set(Span.objects.filter(trace_id=response["X-Trace-ID"]).values_list("name", flat=True))
+    assert names == {"GET <unmatched>", "child"}
+    assert RequestSample.objects.filter(route="<unmatched>").exists()
