@@ -65,10 +65,12 @@ def run_start(
     idempotency_key: str = "",
     background: bool = False,
     parent_run: AgentRun | None = None,
+    claim: bool = False,
 ) -> tuple[AgentRun, bool]:
     """Create a queued run of the agent's deployed version: (run, created). The same
     Idempotency-Key from the same user returns the first run instead of a new one. A new
-    conversation is created held by its first run."""
+    conversation is created held by its first run. With `claim` the caller executes the new
+    run itself right away: it is created `running` and passed to `run_execute(claimed=True)`."""
     key = (idempotency_key or "").strip()[:200]
     if key:
         existing = AgentRun.objects.filter(agent=agent, user=user, idempotency_key=key).first()
@@ -104,6 +106,7 @@ def run_start(
                 metadata=metadata or {},
                 idempotency_key=key,
                 background=background,
+                **({"status": RunStatus.RUNNING, "started_at": timezone.now()} if claim else {}),
             )
             if background:
                 from .tasks import run_agent
@@ -141,15 +144,19 @@ def _release_conversation(run: AgentRun) -> None:
     Conversation.objects.filter(pk=run.conversation_id, active_run_id=run.pk).update(active_run_id=None)
 
 
-def run_execute(*, run: AgentRun, emit: Emit | None = None, stream: bool = False) -> AgentRun:
-    """Run a queued run to its end. Does nothing to a run that is no longer queued."""
-    started_at = timezone.now()
-    if not AgentRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
-        status=RunStatus.RUNNING, started_at=started_at
-    ):
-        run.refresh_from_db()
-        return run
-    run.status, run.started_at = RunStatus.RUNNING, started_at
+def run_execute(
+    *, run: AgentRun, emit: Emit | None = None, stream: bool = False, claimed: bool = False
+) -> AgentRun:
+    """Run a queued run to its end. Does nothing to a run that is no longer queued, unless
+    `claimed`: the caller created it running with `run_start(claim=True)`."""
+    if not claimed:
+        started_at = timezone.now()
+        if not AgentRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+            status=RunStatus.RUNNING, started_at=started_at
+        ):
+            run.refresh_from_db()
+            return run
+        run.status, run.started_at = RunStatus.RUNNING, started_at
     # Only a conversation created for this run can be held by it before it acquired one, and
     # then it has no earlier messages.
     new_conversation = run.conversation.active_run_id == run.pk

@@ -96,7 +96,11 @@ class InteractResultSerializer(serializers.Serializer):
 
     @extend_schema_field(RunMessageSerializer(many=True))
     def get_messages(self, run) -> list[dict]:
-        return list(run.messages.order_by("seq").values(*RunMessageSerializer._declared_fields))
+        fields = RunMessageSerializer._declared_fields
+        rows = getattr(run, "added_messages", None)  # executed in this request: no re-read
+        if rows is None:
+            return list(run.messages.order_by("seq").values(*fields))
+        return [{name: getattr(row, name) for name in fields} for row in rows]
 
     def get_usage(self, run) -> dict:
         return {
@@ -124,7 +128,7 @@ def stream_run(run: AgentRun) -> StreamingHttpResponse:
 
     def work() -> None:
         try:
-            run_execute(run=run, emit=emit, stream=True)
+            run_execute(run=run, emit=emit, stream=True, claimed=True)
         except Exception:
             logger.exception("streamed run %s crashed", run.pk)
             events.put(("run.failed", {"run_id": str(run.pk), "status": RunStatus.FAILED}))
@@ -200,6 +204,7 @@ class InteractMixin:
             metadata=values["metadata"],
             idempotency_key=request.headers.get("Idempotency-Key", ""),
             background=values["background"],
+            claim=not values["background"],
         )
         if not created:  # a replay of the same Idempotency-Key: the first run, as it is now
             code = status.HTTP_202_ACCEPTED if not run.finished else status.HTTP_200_OK
@@ -208,7 +213,7 @@ class InteractMixin:
             return Response(interact_result(run), status=status.HTTP_202_ACCEPTED)
         if values["stream"]:
             return stream_run(run)
-        run = run_execute(run=run)
+        run = run_execute(run=run, claimed=True)
         return Response(interact_result(run))
 
 

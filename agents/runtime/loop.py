@@ -92,6 +92,7 @@ class _Conversation:
             tool_call_id=message.get("tool_call_id", ""),
         )
         self.next_seq += 1
+        self.run.added_messages.append(row)
         return row
 
 
@@ -164,6 +165,7 @@ class RunLoop:
         new_conversation: bool = False,
     ):
         self.run = run
+        run.added_messages = []  # the Message rows this run adds, in order (the interact answer)
         self.version_number, self.snapshot = _version_snapshot(run.version_id)
         self.new_conversation = new_conversation  # no earlier messages to read
         self.emit = emit or _noop

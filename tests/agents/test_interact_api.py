@@ -49,6 +49,30 @@ def test_sync_interact_returns_the_run(client_for, developer, llm, deployed_agen
 
 
 @pytest.mark.django_db
+def test_sync_interact_writes_the_run_once_and_answers_from_memory(
+    client_for, developer, llm, deployed_agent, builtin_tool
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    agent = deployed_agent(tools=[builtin_tool()])
+    llm.push(Reply.tool_calls([("calculator", {"expression": "2+2"})]), Reply.text("4"))
+    client = client_for(developer)
+    with CaptureQueriesContext(connection) as queries:
+        body = client.post(f"{AGENTS}/{agent.pk}/interact", {"input": "2+2?"}, format="json").json()
+    sql = [q["sql"] for q in queries]
+    # Created running (no queued → running claim), finished with one UPDATE; the answer's
+    # messages are the rows the run wrote, not read back.
+    assert sum(s.startswith("UPDATE") and "agents_agentrun" in s for s in sql) == 1
+    assert not any(s.startswith("SELECT") and "agents_message" in s for s in sql)
+    stored = client.get(f"{AGENTS}/conversations/{body['conversation']}/messages").json()["results"]
+    assert body["messages"] == [{k: m[k] for k in body["messages"][0]} for m in stored]
+    assert [m["seq"] for m in body["messages"]] == [1, 2, 3, 4]
+    run = AgentRun.objects.get(pk=body["id"])
+    assert run.status == "succeeded" and run.started_at is not None and run.started_at <= run.finished_at
+
+
+@pytest.mark.django_db
 def test_interact_input_errors_name_the_field(client_for, developer, deployed_agent):
     agent = deployed_agent()
     client = client_for(developer)
