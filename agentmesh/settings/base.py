@@ -96,6 +96,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
 
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Server-side binding lets psycopg prepare the statements a connection repeats (after
+    # DATABASE_PREPARE_THRESHOLD uses): the hot paths skip parse and plan on every call.
+    # Behind PgBouncer in transaction mode (before 1.21) set DATABASE_PREPARE_THRESHOLD=off.
+    threshold = env_str("DATABASE_PREPARE_THRESHOLD", "5")
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "server_side_binding": env_bool("DATABASE_SERVER_SIDE_BINDING", True),
+            "prepare_threshold": None if threshold.lower() in {"off", "none", ""} else int(threshold),
+        }
+    )
+
 CACHES = {"default": cache_from_url(env_str("CACHE_URL", f"file://{VAR_DIR / 'cache'}"), BASE_DIR)}
 
 AUTH_USER_MODEL = "accounts.User"
