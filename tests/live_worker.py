@@ -5,7 +5,9 @@ var/ by default, Redis/RabbitMQ when CELERY_BROKER_URL is set) and opens the sam
 database as the test process, so tests using it need `django_db(transaction=True)`.
 """
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -65,14 +67,26 @@ class LiveWorker:
             self.process.wait(timeout=5)
 
 
-def start_worker(*, concurrency: int = 1, extra_env: dict | None = None) -> LiveWorker:
-    queue = f"test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{uuid.uuid4().hex[:8]}"
-    log_path = Path(settings.VAR_DIR) / f"{queue}.log"
+def start_worker(
+    queue: str | None = None,
+    *,
+    name: str = "",
+    concurrency: int = 1,
+    broker_url: str | None = None,
+    include: str = "",
+    extra_env: dict | None = None,
+) -> LiveWorker:
+    """A prefork worker process consuming `queue` (a new one unless given: several workers
+    may share one), on `broker_url` or the configured broker; `include` names extra modules
+    for it to import (test task or node types)."""
+    queue = queue or f"test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{uuid.uuid4().hex[:8]}"
+    label = f"{queue}-{name}" if name else queue
+    log_path = Path(settings.VAR_DIR) / f"{label}.log"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "agentmesh.settings.test",
         "DATABASE_URL": database_url(),
-        "CELERY_BROKER_URL": celery_app.conf.broker_url,
+        "CELERY_BROKER_URL": broker_url or celery_app.conf.broker_url,
         "CELERY_TASK_ALWAYS_EAGER": "0",
         "AGENTMESH_VAR_DIR": str(settings.VAR_DIR),
         **(extra_env or {}),
@@ -80,9 +94,24 @@ def start_worker(*, concurrency: int = 1, extra_env: dict | None = None) -> Live
     cmd = [
         sys.executable, "-m", "celery", "-A", "agentmesh", "worker",
         "-Q", queue, "-c", str(concurrency), "--pool", "prefork",
+        *(["--include", include] if include else []),
         "--without-heartbeat", "--without-gossip", "--without-mingle",
-        "-n", f"{queue}@%h", "-l", "INFO",
+        "-n", f"{label}@%h", "-l", "INFO",
     ]  # fmt: skip
     with log_path.open("wb") as log:
         process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     return LiveWorker(queue, process, log_path)
+
+
+def kill_worker(worker: LiveWorker) -> None:
+    """SIGKILL the pool processes and the worker itself: nothing gets to ack, reject or clean up."""
+    try:
+        with open(f"/proc/{worker.process.pid}/task/{worker.process.pid}/children") as handle:
+            children = [int(pid) for pid in handle.read().split()]
+    except OSError:
+        children = []
+    for child in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+    worker.process.kill()
+    worker.process.wait(timeout=10)

@@ -11,25 +11,22 @@ touched.
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import kombu.pools
 import pytest
-from django.conf import settings
 from django.db import close_old_connections
 
 from agentmesh.celery import app as celery_app
-from tests.live_worker import ROOT, LiveWorker, database_url
+from tests.live_worker import LiveWorker, kill_worker
+from tests.live_worker import start_worker as start_live_worker
 from tests.workflows import integration_nodes  # noqa: F401  registers test_side_effect here
 from tests.workflows.conftest import linear, transform
 from workflows import services
@@ -44,51 +41,16 @@ TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
 
 
 # --- workers, brokers and a counting HTTP server ------------------------------------------------
-def start_worker(
-    queue: str, *, name: str, broker_url: str | None = None, concurrency: int = 1, env: dict | None = None
-) -> LiveWorker:
-    """A prefork worker process consuming `queue` (several may share one queue)."""
-    log_path = Path(settings.VAR_DIR) / f"{queue}-{name}.log"
-    full_env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "agentmesh.settings.test",
-        "DATABASE_URL": database_url(),
-        "CELERY_BROKER_URL": broker_url or celery_app.conf.broker_url,
-        "CELERY_TASK_ALWAYS_EAGER": "0",
-        "AGENTMESH_VAR_DIR": str(settings.VAR_DIR),
-        **(env or {}),
-    }
-    cmd = [
-        sys.executable, "-m", "celery", "-A", "agentmesh", "worker", "-Q", queue,
-        "-c", str(concurrency), "--pool", "prefork", "--include", INCLUDE,
-        "--without-heartbeat", "--without-gossip", "--without-mingle",
-        "-n", f"{queue}-{name}@%h", "-l", "INFO",
-    ]  # fmt: skip
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-    return LiveWorker(queue, process, log_path)
+def start_worker(queue: str, *, name: str, broker_url: str | None = None, concurrency: int = 1, env=None):
+    """A worker on `queue` that also loads the test node types."""
+    return start_live_worker(
+        queue, name=name, broker_url=broker_url, concurrency=concurrency, include=INCLUDE, extra_env=env
+    )
 
 
 def wait_ready(*workers: LiveWorker, timeout: float = 60) -> None:
     for worker in workers:
         worker.wait_for(lambda worker=worker: " ready." in worker.log(), timeout=timeout, interval=0.1)
-
-
-def kill_worker(worker: LiveWorker) -> None:
-    """SIGKILL the pool processes and the worker itself: nothing gets to ack, reject or clean up."""
-    for child in _children(worker.process.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child, signal.SIGKILL)
-    worker.process.kill()
-    worker.process.wait(timeout=10)
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
-            return [int(p) for p in handle.read().split()]
-    except OSError:
-        return []
 
 
 def _reset_producers() -> None:
