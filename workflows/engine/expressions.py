@@ -11,11 +11,14 @@ import re
 from typing import Any
 
 import jmespath
+from jinja2 import TemplateSyntaxError, nodes
+from jinja2.sandbox import SandboxedEnvironment
 from jmespath.exceptions import JMESPathError
 
 from agentmesh.core import sandbox
 
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
+_PARSER = SandboxedEnvironment()  # parses only (step_refs); rendering goes through the sandbox
 
 
 class ExpressionError(ValueError):
@@ -96,3 +99,49 @@ def search(expression: str, data: Any) -> Any:
         return jmespath.search(expression, data)
     except JMESPathError as exc:
         raise ExpressionError(f"JMESPath failed: {exc}") from exc
+
+
+def _template_refs(source: str) -> set[str] | None:
+    try:
+        ast = _PARSER.parse(source)
+    except TemplateSyntaxError:
+        return None
+    names: set[str] = set()
+    stack: list[tuple[nodes.Node, nodes.Node | None]] = [(ast, None)]
+    while stack:
+        node, parent = stack.pop()
+        if isinstance(node, nodes.Name) and node.name == "steps":
+            if node.ctx != "load":
+                return None  # `steps` rebound (set, for, macro argument)
+            if isinstance(parent, nodes.Getattr) and parent.node is node and not hasattr(dict, parent.attr):
+                names.add(parent.attr)  # (steps.values(), steps.get(...): a dict method reads all)
+            elif (
+                isinstance(parent, nodes.Getitem)
+                and parent.node is node
+                and isinstance(parent.arg, nodes.Const)
+                and isinstance(parent.arg.value, str)
+            ):
+                names.add(parent.arg.value)
+            else:
+                return None  # the whole `steps` mapping is used
+        stack.extend((child, node) for child in node.iter_child_nodes())
+    return names
+
+
+def step_refs(value: Any) -> frozenset[str] | None:
+    """The node ids the templates in `value` read as `steps.<id>` or `steps['<id>']`; None
+    when they may read any step (the `steps` mapping used as a whole, or unparsable)."""
+    names: set[str] = set()
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+        elif is_template(item):
+            found = _template_refs(item)
+            if found is None:
+                return None
+            names |= found
+    return frozenset(names)

@@ -269,14 +269,38 @@ def find_cycle(nodes: list[dict], edges: list[dict]) -> list[str] | None:
 
 
 class Graph:
-    """A validated definition, indexed for the scheduler."""
+    """A validated definition, indexed for the scheduler. The scheduler caches one per version
+    and shares it between steps: treat it (and the definition) as read-only."""
 
-    def __init__(self, definition: dict):
+    def __init__(self, definition: dict, *, version: int | None = None):
         self.definition = definition
+        self.version = version
         self.nodes: dict[str, dict] = {node["id"]: node for node in definition["nodes"]}
         self.order: list[str] = [node["id"] for node in definition["nodes"]]
+        self.position: dict[str, int] = {node_id: i for i, node_id in enumerate(self.order)}
         self.edges: list[dict] = definition.get("edges") or []
         self.incoming: dict[str, list[dict]] = {node_id: [] for node_id in self.nodes}
+        self.outgoing: dict[str, list[dict]] = {node_id: [] for node_id in self.nodes}
         for edge in self.edges:
             self.incoming[edge["target"]].append(edge)
+            self.outgoing[edge["source"]].append(edge)
         self.start = start_node(definition)
+        self._refs: dict[object, frozenset[str] | None] = {}
+
+    def node_refs(self, node_id: str) -> frozenset[str] | None:
+        """The node ids whose results a step of `node_id` reads (None: all)."""
+        key = ("node", node_id)
+        if key not in self._refs:
+            node = self.nodes[node_id]
+            config = node.get("config") or {}
+            refs = registry.get(node["type"]).step_refs(config)
+            # the scheduler renders the whole config as the step's input, too
+            own = expressions.step_refs(config)
+            self._refs[key] = None if refs is None or own is None else refs | own
+        return self._refs[key]
+
+    def refs(self, key: str, value: Any) -> frozenset[str] | None:
+        """`expressions.step_refs(value)`, computed once per `key` (an edge, the outputs)."""
+        if key not in self._refs:
+            self._refs[key] = expressions.step_refs(value)
+        return self._refs[key]

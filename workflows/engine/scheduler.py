@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -35,7 +36,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from agentmesh.core.exceptions import ConflictError, ServiceValidationError
@@ -45,6 +46,7 @@ from observability.services import SpanHandle, event_record, span_end, span_star
 from ..models import (
     ACTIVE_EXECUTION_STATUSES,
     PENDING_STEP_STATUSES,
+    TERMINAL_STEP_STATUSES,
     ExecutionStatus,
     StepExecution,
     StepStatus,
@@ -169,6 +171,17 @@ def _key(execution_id, node_id: str, attempt: int) -> str:
     return f"{execution_id}:{node_id}:{attempt}"
 
 
+@functools.lru_cache(maxsize=64)
+def version_graph(version_id) -> Graph:
+    """The parsed graph of a version, cached in the process (versions are immutable)."""
+    definition, number = WorkflowVersion.objects.values_list("definition", "version").get(pk=version_id)
+    return Graph(definition, version=number)
+
+
+def _graph(execution: WorkflowExecution) -> Graph:
+    return version_graph(execution.version_id)
+
+
 def _latest_steps(execution: WorkflowExecution) -> dict[str, StepExecution]:
     latest: dict[str, StepExecution] = {}
     for step in execution.steps.order_by("attempt", "created_at"):
@@ -176,23 +189,38 @@ def _latest_steps(execution: WorkflowExecution) -> dict[str, StepExecution]:
     return latest
 
 
-def _variables(execution: WorkflowExecution, latest: dict[str, StepExecution]) -> dict:
+def _result(step) -> dict:
+    return {"output": step.output, "status": step.status, "error": step.error}
+
+
+def _step_results(execution: WorkflowExecution, node_ids, *, finished_only: bool = False) -> dict:
+    """`steps.<id>` of the variables for the latest attempts of `node_ids` (None: every node)."""
+    rows = StepExecution.objects.filter(execution_id=execution.pk)
+    if node_ids is not None:
+        if not node_ids:
+            return {}
+        rows = rows.filter(node_id__in=list(node_ids))
+    latest: dict[str, dict] = {}
+    for node_id, status, output, error in rows.order_by("attempt", "created_at").values_list(
+        "node_id", "status", "output", "error"
+    ):
+        latest[node_id] = {"output": output, "status": status, "error": error}
+    if finished_only:
+        return {k: v for k, v in latest.items() if v["status"] in TERMINAL_STEP_STATUSES}
+    return latest
+
+
+def _variables(execution: WorkflowExecution, steps: dict[str, dict]) -> dict:
     return {
         "inputs": execution.inputs or {},
-        "steps": {
-            node_id: {"output": step.output, "status": step.status, "error": step.error}
-            for node_id, step in latest.items()
-        },
+        "steps": steps,
         "execution": {"id": str(execution.pk), "workflow_id": str(execution.workflow_id)},
     }
 
 
 def _lock(execution_id) -> WorkflowExecution:
-    return (
-        WorkflowExecution.objects.select_for_update(of=("self",))
-        .select_related("version", "workflow", "user")
-        .get(pk=execution_id)
-    )
+    # no joins: the version comes from the graph cache, workflow and user load when needed
+    return WorkflowExecution.objects.select_for_update().get(pk=execution_id)
 
 
 # --- start and admission ------------------------------------------------------------------------
@@ -296,7 +324,7 @@ def _admit(execution_id) -> bool:
         now = timezone.now()
         transition(execution, E.RUNNING)
         execution.started_at = now
-        execution.deadline = now + timedelta(seconds=run_timeout(execution.version.definition))
+        execution.deadline = now + timedelta(seconds=run_timeout(_graph(execution).definition))
         handle = span_start(
             f"workflow {execution.workflow.name}",
             kind="workflow",
@@ -304,7 +332,7 @@ def _admit(execution_id) -> bool:
             attributes={
                 "gen_ai.operation.name": "invoke_workflow",
                 "agentmesh.workflow.id": str(execution.workflow_id),
-                "agentmesh.workflow.version": execution.version.version,
+                "agentmesh.workflow.version": _graph(execution).version,
                 "agentmesh.workflow.execution.id": str(execution.pk),
             },
         )
@@ -326,7 +354,7 @@ def _admit(execution_id) -> bool:
             source="workflows",
             actor=execution.user,
             resource=execution,
-            payload={"workflow_id": str(execution.workflow_id), "version": execution.version.version},
+            payload={"workflow_id": str(execution.workflow_id), "version": _graph(execution).version},
         )
         _advance(execution)
     return True
@@ -383,7 +411,7 @@ class _EdgeError(Exception):
     pass
 
 
-def _edge_taken(edge: dict, graph: Graph, latest: dict, variables: dict) -> bool | None:
+def _edge_taken(edge: dict, graph: Graph, latest: dict, variables) -> bool | None:
     """None while the source is unresolved; else whether the edge is taken."""
     source = latest.get(edge["source"])
     if source is None or source.status in PENDING_STEP_STATUSES:
@@ -403,6 +431,8 @@ def _edge_taken(edge: dict, graph: Graph, latest: dict, variables: dict) -> bool
     ):
         return False
     if "condition" in edge:
+        if isinstance(variables, _EdgeVariables):
+            variables = variables.load()
         try:
             return expressions.truthy(edge["condition"], variables)
         except expressions.ExpressionError as exc:
@@ -412,20 +442,67 @@ def _edge_taken(edge: dict, graph: Graph, latest: dict, variables: dict) -> bool
     return True
 
 
-def _advance(execution: WorkflowExecution) -> None:
-    """Create the steps that became ready (or skipped), then settle the execution's status."""
+def _advance(execution: WorkflowExecution, changed: StepExecution | None = None) -> None:
+    """Create the steps that became ready (or skipped), then settle the execution's status.
+
+    `changed` is the latest attempt of the node whose step just changed (a new retry attempt
+    when one was created): only that node's successors can have become ready. Without it
+    (admission, possibly with reused steps) the whole graph is evaluated."""
     if execution.finished:
         return
     if execution.deadline and timezone.now() > execution.deadline:
         _finish(execution, E.TIMED_OUT, error="The run exceeded its deadline.")
         return
-    graph = Graph(execution.version.definition)
+    graph = _graph(execution)
+    ready = _advance_all(execution, graph) if changed is None else _advance_from(execution, graph, changed)
+    if ready is None or execution.finished:
+        return
+    if ready:
+        busy = True
+    else:
+        pending = set(
+            execution.steps.filter(status__in=PENDING_STEP_STATUSES)
+            .order_by()
+            .values_list("status", flat=True)
+            .distinct()
+        )
+        if not pending:
+            _complete(execution, graph)
+            return
+        busy = bool(pending & {S.QUEUED, S.RUNNING})
+    status = E.RUNNING if busy else E.WAITING
+    if status != execution.status:
+        transition(execution, status)
+        execution.save(update_fields=["status", "updated_at"])
+    for step in ready:
+        _dispatch_step(step, graph.nodes[step.node_id])
+
+
+def _fails_run(graph: Graph, step) -> bool:
+    return (
+        step.status in (S.FAILED, S.TIMED_OUT) and graph.nodes[step.node_id].get("on_error", "fail") == "fail"
+    )
+
+
+def _create_step(execution: WorkflowExecution, node: dict, taken: bool) -> StepExecution:
+    return StepExecution.objects.create(
+        execution=execution,
+        node_id=node["id"],
+        node_type=node["type"],
+        status=S.QUEUED if taken else S.SKIPPED,
+        idempotency_key=_key(execution.pk, node["id"], 1),
+        finished_at=None if taken else timezone.now(),
+    )
+
+
+def _advance_all(execution: WorkflowExecution, graph: Graph) -> list[StepExecution] | None:
+    """Evaluate every node without a step; the ready steps, or None when the run ended."""
     latest = _latest_steps(execution)
     for node_id, step in latest.items():
-        if step.status in (S.FAILED, S.TIMED_OUT) and graph.nodes[node_id].get("on_error", "fail") == "fail":
+        if _fails_run(graph, step):
             _finish(execution, E.FAILED, error=f"The step {node_id} failed: {step.error}"[:5000])
-            return
-    variables = _variables(execution, latest)
+            return None
+    variables = _variables(execution, {node_id: _result(step) for node_id, step in latest.items()})
     ready: list[StepExecution] = []
     progress = True
     while progress:
@@ -437,48 +514,143 @@ def _advance(execution: WorkflowExecution) -> None:
                 states = [_edge_taken(e, graph, latest, variables) for e in graph.incoming[node_id]]
             except _EdgeError as exc:
                 _finish(execution, E.FAILED, error=str(exc))
-                return
+                return None
             if any(state is None for state in states):
                 continue
-            node = graph.nodes[node_id]
             taken = not states or any(states)
-            step = StepExecution.objects.create(
-                execution=execution,
-                node_id=node_id,
-                node_type=node["type"],
-                status=S.QUEUED if taken else S.SKIPPED,
-                idempotency_key=_key(execution.pk, node_id, 1),
-                finished_at=None if taken else timezone.now(),
-            )
+            step = _create_step(execution, graph.nodes[node_id], taken)
             latest[node_id] = step
-            variables["steps"][node_id] = {"output": None, "status": step.status, "error": ""}
+            variables["steps"][node_id] = _result(step)
             if taken:
                 ready.append(step)
             progress = True
-    pending = [step for step in latest.values() if step.status in PENDING_STEP_STATUSES]
-    if not pending:
-        _complete(execution, graph, variables)
+    return ready
+
+
+#: joins with more incoming edges than this are first checked with one aggregate row
+WIDE_JOIN = 8
+
+
+def _advance_from(
+    execution: WorkflowExecution, graph: Graph, changed: StepExecution
+) -> list[StepExecution] | None:
+    """Evaluate the successors of `changed`'s node (and of the steps this skips, in turn);
+    the ready steps, or None when the run ended. Reads only the rows of those nodes and of
+    their other sources (status; outputs only for branch labels; conditions read what they
+    reference). The caller holds the execution's row lock."""
+    if _fails_run(graph, changed):
+        _finish(execution, E.FAILED, error=f"The step {changed.node_id} failed: {changed.error}"[:5000])
+        return None
+    known: dict[str, Any] = {changed.node_id: changed}  # latest attempts read or written here
+    ready: list[StepExecution] = []
+    frontier = [changed.node_id] if changed.finished else []
+    while frontier:
+        targets = sorted({e["target"] for n in frontier for e in graph.outgoing[n]}, key=graph.position.get)
+        targets = [t for t in targets if t not in known]
+        frontier = []
+        targets = [t for t in targets if not _wide_join_unresolved(execution, graph, t, known)]
+        if not targets:
+            break
+        _load_latest(execution, graph, targets, known)
+        for node_id in targets:
+            if node_id in known:
+                continue  # it has a step already
+            edges = graph.incoming[node_id]
+            try:
+                states = [_edge_taken(e, graph, known, _EdgeVariables(execution, graph, e)) for e in edges]
+            except _EdgeError as exc:
+                _finish(execution, E.FAILED, error=str(exc))
+                return None
+            if any(state is None for state in states):
+                continue
+            taken = not states or any(states)
+            step = _create_step(execution, graph.nodes[node_id], taken)
+            known[node_id] = step
+            if taken:
+                ready.append(step)
+            else:
+                frontier.append(node_id)
+    return ready
+
+
+class _Row:
+    __slots__ = ("error", "node_id", "output", "status")
+
+    def __init__(self, node_id: str, status: str, output: Any = None, error: str = ""):
+        self.node_id, self.status, self.output, self.error = node_id, status, output, error
+
+
+def _load_latest(execution: WorkflowExecution, graph: Graph, targets: list[str], known: dict) -> None:
+    """Put the latest attempts of `targets` and of their sources into `known` (one query;
+    outputs only of sources with branch-labelled edges, which read them)."""
+    need = set(targets)
+    outputs = set()
+    for node_id in targets:
+        for edge in graph.incoming[node_id]:
+            need.add(edge["source"])
+            if edge.get("branch") is not None:
+                outputs.add(edge["source"])
+    need -= known.keys()
+    if not need:
         return
-    busy = any(step.status in (S.QUEUED, S.RUNNING) for step in pending)
-    status = E.RUNNING if busy else E.WAITING
-    if status != execution.status:
-        transition(execution, status)
-        execution.save(update_fields=["status", "updated_at"])
-    for step in ready:
-        _dispatch_step(step, graph.nodes[step.node_id])
+    rows = StepExecution.objects.filter(execution_id=execution.pk, node_id__in=list(need))
+    if outputs - known.keys():
+        values = rows.order_by("attempt", "created_at").values_list("node_id", "status", "output")
+        for node_id, status, output in values:
+            known[node_id] = _Row(node_id, status, output if node_id in outputs else None)
+    else:
+        for node_id, status in rows.order_by("attempt", "created_at").values_list("node_id", "status"):
+            known[node_id] = _Row(node_id, status)
 
 
-def _complete(execution: WorkflowExecution, graph: Graph, variables: dict) -> None:
+def _wide_join_unresolved(execution: WorkflowExecution, graph: Graph, node_id: str, known: dict) -> bool:
+    """For a node with many incoming edges: True when it certainly cannot be created now (it
+    has a step, or a source has none or a pending one), from one aggregate row instead of a
+    row per source. Most branch finishes of a wide join end here."""
+    sources = {edge["source"] for edge in graph.incoming[node_id]} - known.keys()
+    if len(graph.incoming[node_id]) <= WIDE_JOIN or not sources:
+        return False
+    if any(
+        known[s].status in PENDING_STEP_STATUSES
+        for s in known.keys() & {e["source"] for e in graph.incoming[node_id]}
+    ):
+        return True
+    counts = StepExecution.objects.filter(
+        execution_id=execution.pk, node_id__in=[node_id, *sources]
+    ).aggregate(
+        nodes=Count("node_id", distinct=True, filter=~Q(node_id=node_id)),
+        pending=Count("pk", filter=Q(status__in=PENDING_STEP_STATUSES)),
+        target=Count("pk", filter=Q(node_id=node_id)),
+    )
+    return bool(counts["target"] or counts["pending"] or counts["nodes"] < len(sources))
+
+
+class _EdgeVariables:
+    """The variables of an edge condition, loaded only when the edge has one (and then only
+    the steps it references)."""
+
+    def __init__(self, execution: WorkflowExecution, graph: Graph, edge: dict):
+        self.execution, self.graph, self.edge = execution, graph, edge
+
+    def load(self) -> dict:
+        edge = self.edge
+        refs = self.graph.refs(f"edge:{edge['source']}:{edge['target']}:{id(edge)}", edge["condition"])
+        return _variables(self.execution, _step_results(self.execution, refs))
+
+
+def _complete(execution: WorkflowExecution, graph: Graph) -> None:
     mapping = graph.definition.get("outputs")
     try:
         if mapping:
-            outputs = expressions.render(mapping, variables)
+            steps = _step_results(execution, graph.refs("outputs", mapping))
+            outputs = expressions.render(mapping, _variables(execution, steps))
         else:
+            output_nodes = [node_id for node_id in graph.order if graph.nodes[node_id]["type"] == "output"]
+            steps = _step_results(execution, output_nodes)
             outputs = {
-                node_id: variables["steps"][node_id]["output"]
-                for node_id in graph.order
-                if graph.nodes[node_id]["type"] == "output"
-                and variables["steps"][node_id]["status"] == S.SUCCEEDED
+                node_id: steps[node_id]["output"]
+                for node_id in output_nodes
+                if node_id in steps and steps[node_id]["status"] == S.SUCCEEDED
             }
     except expressions.ExpressionError as exc:
         _finish(execution, E.FAILED, error=f"The outputs could not be computed: {exc}")
@@ -533,7 +705,7 @@ def _end_span(execution: WorkflowExecution) -> None:
         attributes={
             "gen_ai.operation.name": "invoke_workflow",
             "agentmesh.workflow.id": str(execution.workflow_id),
-            "agentmesh.workflow.version": execution.version.version,
+            "agentmesh.workflow.version": _graph(execution).version,
             "agentmesh.workflow.execution.id": str(execution.pk),
             "agentmesh.workflow.status": execution.status,
             "gen_ai.usage.input_tokens": execution.input_tokens,
@@ -563,18 +735,14 @@ def step_run(step_id, *, worker: str = "") -> str | None:
     """Claim and run one step attempt (the task's body). A step that is no longer claimable
     (finished, or running elsewhere under a live lease) is left alone."""
     now = timezone.now()
-    step = (
-        StepExecution.objects.select_related("execution__version", "execution__workflow", "execution__user")
-        .filter(pk=step_id)
-        .first()
-    )
+    step = StepExecution.objects.select_related("execution").filter(pk=step_id).first()
     if step is None:
         return None
     execution = step.execution
     if execution.finished:
         StepExecution.objects.filter(pk=step.pk, status=S.QUEUED).update(status=S.CANCELLED, finished_at=now)
         return None
-    graph = Graph(execution.version.definition)
+    graph = _graph(execution)
     node = graph.nodes[step.node_id]
     timeout = step_timeout(node)
     claimable = Q(status=S.QUEUED) | Q(status=S.RUNNING, lease_expires_at__lt=now)
@@ -590,7 +758,9 @@ def step_run(step_id, *, worker: str = "") -> str | None:
         return None
     for name, value in claim.items():
         setattr(step, name, value)
-    variables = _variables(execution, {k: v for k, v in _latest_steps(execution).items() if v.finished})
+    variables = _variables(
+        execution, _step_results(execution, graph.node_refs(step.node_id), finished_only=True)
+    )
     try:
         step_input = expressions.render(node.get("config") or {}, variables)
     except expressions.ExpressionError:
@@ -599,7 +769,7 @@ def step_run(step_id, *, worker: str = "") -> str | None:
     handle = span_start(
         f"step {node['id']}",
         kind="step",
-        actor=execution.user,
+        actor=execution.user_id,  # the id: no query for the user
         trace_id=execution.trace_id or None,
         parent_span_id=execution.span_id or None,
         persist=False,
@@ -667,11 +837,11 @@ def _step_finish(
             return None  # deleted while the step ran
         if step.status != S.RUNNING or step.dispatches != dispatches:
             return step.status  # re-dispatched meanwhile: the newer claim owns the step
-        graph = Graph(execution.version.definition)
-        node = graph.nodes[step.node_id]
+        node = _graph(execution).nodes[step.node_id]
         step.input = step_input
         step.duration_ms = duration_ms
         step.lease_expires_at = None
+        retry = None
         if isinstance(result, Done):
             _step_succeeded(execution, step, result)
         elif isinstance(result, Wait):
@@ -685,10 +855,10 @@ def _step_finish(
 
                     _dispatch(cancel_execution_task, child_id, **_queue_options(execution))
             else:
-                _step_waits(execution, step, node, result)
+                retry = _step_waits(execution, step, node, result)
         else:
-            _step_failed(execution, step, node, result)
-        _advance(execution)
+            retry = _step_failed(execution, step, node, result)
+        _advance(execution, retry or step)
         return step.status
 
 
@@ -713,7 +883,10 @@ def _step_succeeded(execution: WorkflowExecution, step: StepExecution, result: D
         execution.refresh_from_db(fields=["input_tokens", "output_tokens", "cost_usd"])
 
 
-def _step_waits(execution: WorkflowExecution, step: StepExecution, node: dict, result: Wait) -> None:
+def _step_waits(
+    execution: WorkflowExecution, step: StepExecution, node: dict, result: Wait
+) -> StepExecution | None:
+    """Record a waiting step; the retry attempt if a sub-workflow already failed."""
     from ..tasks import wake_step
 
     transition(step, S.WAITING)
@@ -727,11 +900,15 @@ def _step_waits(execution: WorkflowExecution, step: StepExecution, node: dict, r
     elif result.kind == "workflow":
         child = WorkflowExecution.objects.filter(pk=result.state.get("child_execution_id")).first()
         if child is not None and child.finished:  # it finished before this step got here
-            _resolve_child_wait(execution, step, node, child)
+            return _resolve_child_wait(execution, step, node, child)
+    return None
 
 
-def _step_failed(execution: WorkflowExecution, step: StepExecution, node: dict, error: StepError) -> None:
-    """Record a failed attempt; retry it (a new attempt after a backoff) when it may."""
+def _step_failed(
+    execution: WorkflowExecution, step: StepExecution, node: dict, error: StepError
+) -> StepExecution | None:
+    """Record a failed attempt; retry it (a new attempt after a backoff) when it may, and
+    return the retry (the node's new latest attempt)."""
     transition(step, S.TIMED_OUT if error.kind == "timeout" else S.FAILED)
     step.error = str(error)[:5000]
     step.error_kind = error.kind[:30]
@@ -748,7 +925,7 @@ def _step_failed(execution: WorkflowExecution, step: StepExecution, node: dict, 
             message=step.error[:500],
             payload={"node_id": step.node_id, "attempt": step.attempt, "kind": step.error_kind},
         )
-        return
+        return None
     delay = backoff_seconds(node, step.attempt)
     retry = StepExecution.objects.create(
         execution=execution,
@@ -768,11 +945,12 @@ def _step_failed(execution: WorkflowExecution, step: StepExecution, node: dict, 
         payload={"node_id": step.node_id, "attempt": retry.attempt, "delay_seconds": round(delay, 3)},
     )
     _dispatch_step(retry, node, countdown=delay)
+    return retry
 
 
 def _resolve_child_wait(
     execution: WorkflowExecution, step: StepExecution, node: dict, child: WorkflowExecution
-) -> None:
+) -> StepExecution | None:
     if child.status == E.SUCCEEDED:
         _step_succeeded(
             execution,
@@ -784,11 +962,11 @@ def _resolve_child_wait(
                 cost_usd=child.cost_usd,
             ),
         )
-    else:
-        retryable = child.status in (E.FAILED, E.TIMED_OUT)
-        kind = "timeout" if child.status == E.TIMED_OUT else "workflow"
-        message = f"The sub-workflow ended {child.status}: {child.error}"
-        _step_failed(execution, step, node, StepError(message, kind=kind, retryable=retryable))
+        return None
+    retryable = child.status in (E.FAILED, E.TIMED_OUT)
+    kind = "timeout" if child.status == E.TIMED_OUT else "workflow"
+    message = f"The sub-workflow ended {child.status}: {child.error}"
+    return _step_failed(execution, step, node, StepError(message, kind=kind, retryable=retryable))
 
 
 # --- entry points for tasks, the API and the reaper --------------------------------------------
@@ -812,8 +990,8 @@ def child_finished(child_id) -> None:
             or step.state.get("child_execution_id") != str(child.pk)
         ):
             return
-        _resolve_child_wait(execution, step, Graph(execution.version.definition).nodes[step.node_id], child)
-        _advance(execution)
+        retry = _resolve_child_wait(execution, step, _graph(execution).nodes[step.node_id], child)
+        _advance(execution, retry or step)
 
 
 def step_wake(step_id, *, now=None) -> bool:
@@ -830,7 +1008,7 @@ def step_wake(step_id, *, now=None) -> bool:
         if step.wake_at and step.wake_at > now:
             return False
         _step_succeeded(execution, step, Done({"waited_seconds": step.state.get("seconds", 0)}))
-        _advance(execution)
+        _advance(execution, step)
     return True
 
 
@@ -859,14 +1037,15 @@ def approval_decide(
         if step is None:
             field = "node_id" if node_id else "non_field_errors"
             raise ServiceValidationError("No approval is waiting here.", field=field, code="not_waiting")
-        node = Graph(locked.version.definition).nodes[step.node_id]
+        node = _graph(locked).nodes[step.node_id]
         who = getattr(actor, "username", "")
         step.state = {**step.state, "decided_by": who, "comment": comment, "approved": approve}
+        retry = None
         if approve:
             _step_succeeded(locked, step, Done({"approved": True, "by": who, "comment": comment}))
         else:
             reason = f"Rejected by {who}" + (f": {comment}" if comment else ".")
-            _step_failed(locked, step, node, StepError(reason, kind="rejected", retryable=False))
+            retry = _step_failed(locked, step, node, StepError(reason, kind="rejected", retryable=False))
         event_record(
             type="workflow.approval.approved" if approve else "workflow.approval.rejected",
             source="workflows",
@@ -874,7 +1053,7 @@ def approval_decide(
             resource=locked,
             payload={"node_id": step.node_id},
         )
-        _advance(locked)
+        _advance(locked, retry or step)
     return execution_refresh(execution)
 
 
@@ -950,12 +1129,12 @@ def reap(*, now=None, batch: int = 500) -> dict:
             step = StepExecution.objects.select_for_update().get(pk=step_id)
             if step.status != S.RUNNING or not step.lease_expires_at or step.lease_expires_at >= now:
                 continue
-            node = Graph(execution.version.definition).nodes[step.node_id]
+            node = _graph(execution).nodes[step.node_id]
             if step.dispatches > settings.WORKFLOWS_MAX_REDISPATCHES:
                 step.lease_expires_at = None
                 message = f"The step lost its worker or overran its timeout {step.dispatches} times."
-                _step_failed(execution, step, node, StepError(message, kind="timeout"))
-                _advance(execution)
+                retry = _step_failed(execution, step, node, StepError(message, kind="timeout"))
+                _advance(execution, retry or step)
                 counts["lost"] += 1
                 continue
             transition(step, S.QUEUED)
@@ -985,10 +1164,10 @@ def reap(*, now=None, batch: int = 500) -> dict:
                 step = StepExecution.objects.select_for_update().get(pk=step_id)
                 if step.status != S.WAITING or execution.finished:
                     continue
-                node = Graph(execution.version.definition).nodes[step.node_id]
+                node = _graph(execution).nodes[step.node_id]
                 error = StepError("Nobody approved or rejected in time.", kind="timeout", retryable=False)
-                _step_failed(execution, step, node, error)
-                _advance(execution)
+                retry = _step_failed(execution, step, node, error)
+                _advance(execution, retry or step)
                 counts["approvals_timed_out"] += 1
     counts["admitted"] = admit_queued(batch)
     return counts

@@ -117,6 +117,13 @@ class NodeHandler:
         """Branch labels the node chooses between (edges out of it carry them)."""
         return set()
 
+    def step_refs(self, config: dict) -> frozenset[str] | None:
+        """The node ids whose results a step of this node reads; None: any of them. A step
+        gets `steps.<id>` in its variables only for these. The default is None, since a handler
+        may read `ctx.variables` directly; one that reads steps only through the templates of
+        its config returns `expressions.step_refs(config)`."""
+        return None
+
     def run(self, ctx: StepContext) -> Done | Wait:
         raise NotImplementedError
 

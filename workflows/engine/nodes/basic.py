@@ -45,6 +45,9 @@ class ConditionNode(NodeHandler):
     def branches(self, config) -> set[str]:
         return {b["label"] for b in config.get("branches", [])} | {config.get("default", "else")}
 
+    def step_refs(self, config) -> frozenset[str] | None:
+        return expressions.step_refs(config)
+
     def run(self, ctx: StepContext) -> Done:
         for branch in ctx.config["branches"]:
             try:
@@ -78,6 +81,11 @@ class TransformNode(NodeHandler):
             if name in config and (problem := expressions.check(config[name])):
                 raise DefinitionInvalid(problem, field=name)
 
+    def step_refs(self, config) -> frozenset[str] | None:
+        if "jmespath" in config and "source" not in config:
+            return None  # the query reads the whole context
+        return expressions.step_refs(config)
+
     def run(self, ctx: StepContext) -> Done:
         config = ctx.config
         if "jmespath" in config:
@@ -100,6 +108,9 @@ class OutputNode(NodeHandler):
     }
     template_fields = ("value",)
 
+    def step_refs(self, config) -> frozenset[str] | None:
+        return expressions.step_refs(config)
+
     def run(self, ctx: StepContext) -> Done:
         return Done(ctx.render(ctx.config["value"]))
 
@@ -113,6 +124,9 @@ class DelayNode(NodeHandler):
         "additionalProperties": False,
         "properties": {"seconds": {"type": "number", "minimum": 0, "maximum": 30 * 24 * 3600}},
     }
+
+    def step_refs(self, config) -> frozenset[str] | None:
+        return frozenset()
 
     def run(self, ctx: StepContext) -> Done | Wait:
         seconds = float(ctx.config["seconds"])
@@ -135,6 +149,9 @@ class ApprovalNode(NodeHandler):
         },
     }
     template_fields = ("message",)
+
+    def step_refs(self, config) -> frozenset[str] | None:
+        return expressions.step_refs(config)
 
     def run(self, ctx: StepContext) -> Wait:
         message = ctx.render(ctx.config.get("message", ""))

@@ -45,6 +45,9 @@ class AgentNode(NodeHandler):
         _usable(Agent, config["agent_id"], owner, "agent", "agent_id")
         super().check(config, owner=owner, workflow=workflow)
 
+    def step_refs(self, config) -> frozenset[str] | None:
+        return expressions.step_refs(config)
+
     def run(self, ctx: StepContext) -> Done:
         from agents.models import Agent, AgentStatus, RunStatus
         from agents.runs import AgentNotDeployed, run_execute, run_start
@@ -96,6 +99,9 @@ class ToolNode(NodeHandler):
 
         _usable(Tool, config["tool_id"], owner, "tool", "tool_id")
         super().check(config, owner=owner, workflow=workflow)
+
+    def step_refs(self, config) -> frozenset[str] | None:
+        return expressions.step_refs(config)
 
     def run(self, ctx: StepContext) -> Done:
         from tools.models import CallerType, ExecutionStatus, Tool, ToolExecution
@@ -159,6 +165,9 @@ class LLMNode(NodeHandler):
 
         _usable(ModelConfig, config["model_id"], owner, "model config", "model_id")
         super().check(config, owner=owner, workflow=workflow)
+
+    def step_refs(self, config) -> frozenset[str] | None:
+        return expressions.step_refs(config)
 
     def run(self, ctx: StepContext) -> Done:
         from agents.llm.base import ChatRequest, LLMError

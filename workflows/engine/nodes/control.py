@@ -41,6 +41,14 @@ def _run_body(ctx: StepContext, variables: dict, suffix: str) -> Done:
     return result
 
 
+def _body_refs(config: dict) -> frozenset[str] | None:
+    """What the node's own templates and its body read."""
+    body = config["node"]
+    own = expressions.step_refs({key: value for key, value in config.items() if key != "node"})
+    inner = registry.get(body["type"]).step_refs(body.get("config") or {})
+    return None if own is None or inner is None else own | inner
+
+
 def _add(total: Done, part: Done) -> None:
     total.input_tokens += part.input_tokens
     total.output_tokens += part.output_tokens
@@ -66,6 +74,9 @@ class MapNode(NodeHandler):
     def check(self, config, *, owner, workflow=None) -> None:
         super().check(config, owner=owner, workflow=workflow)
         _check_body(config, owner=owner, workflow=workflow)
+
+    def step_refs(self, config) -> frozenset[str] | None:
+        return _body_refs(config)
 
     def run(self, ctx: StepContext) -> Done:
         items = ctx.render(ctx.config["items"])
@@ -134,6 +145,9 @@ class LoopNode(NodeHandler):
             )
         _check_body(config, owner=owner, workflow=workflow)
 
+    def step_refs(self, config) -> frozenset[str] | None:
+        return _body_refs(config)
+
     def run(self, ctx: StepContext) -> Done:
         limit = ctx.config.get("max_iterations", settings.WORKFLOWS_MAX_LOOP_ITERATIONS)
         outputs: list = []
@@ -187,6 +201,9 @@ class WorkflowNode(NodeHandler):
         if "version" in config and not target.versions.filter(version=config["version"]).exists():
             raise DefinitionInvalid("The workflow has no such version.", field="version")
         super().check(config, owner=owner, workflow=workflow)
+
+    def step_refs(self, config) -> frozenset[str] | None:
+        return expressions.step_refs(config)
 
     def run(self, ctx: StepContext) -> Wait:
         from workflows.engine.scheduler import child_execution_start
