@@ -3,9 +3,10 @@
 Request samples, the spans of finished requests, database log records and Prometheus counter
 increments are collected in memory and written together with one bulk insert per table / one
 upsert for all series, at most every
-OBSERVABILITY_FLUSH_SECONDS (at the end of a request or task, on a scrape, on exit). When a
-buffer is full the oldest entries are dropped and counted, so memory stays bounded and the
-hot path never waits for the database.
+OBSERVABILITY_FLUSH_SECONDS (at the end of a request or task, on a scrape, on exit, and from a
+daemon thread of the process so an idle process does not hold them). When a buffer is full the
+oldest entries are dropped and counted, so memory stays bounded and the hot path never waits
+for the database.
 """
 
 import atexit
@@ -49,6 +50,7 @@ class _Buffer:
     def _touch(self) -> None:
         if self.oldest_pending is None:
             self.oldest_pending = time.time()
+            _start_flusher()
 
     def add_sample(self, sample) -> None:
         with self.lock:
@@ -107,9 +109,30 @@ class _Buffer:
 BUFFER = _Buffer()
 
 
+_flusher: list[threading.Thread] = []
+
+
+def _flush_periodically() -> None:
+    while True:
+        time.sleep(0.5)
+        if getattr(settings, "OBSERVABILITY_FLUSH_SECONDS", 0.0) > 0 and BUFFER.due():
+            flush()
+            connection.close()  # this thread's own connection, idle until the next flush
+
+
+def _start_flusher() -> None:
+    """Start the process's flusher thread once (not when every request flushes anyway)."""
+    if _flusher or getattr(settings, "OBSERVABILITY_FLUSH_SECONDS", 0.0) <= 0:
+        return
+    thread = threading.Thread(target=_flush_periodically, name="observability-flush", daemon=True)
+    _flusher.append(thread)
+    thread.start()
+
+
 def _reset_after_fork() -> None:
     global BUFFER
     BUFFER = _Buffer()
+    _flusher.clear()  # threads do not survive a fork
 
 
 if hasattr(os, "register_at_fork"):

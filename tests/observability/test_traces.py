@@ -178,3 +178,26 @@ def test_spans_of_a_request_wait_in_the_write_buffer_until_the_flush_interval(rf
     names = set(Span.objects.filter(trace_id=response["X-Trace-ID"]).values_list("name", flat=True))
     assert names == {"GET <unmatched>", "child"}
     assert RequestSample.objects.filter(route="<unmatched>").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_idle_process_writes_its_buffered_spans_within_the_flush_interval(rf, settings):
+    from django.http import HttpResponse
+
+    from observability import buffer
+    from observability.middleware import RequestContextMiddleware
+
+    def view(request):
+        with services.span("child", kind="tool"):
+            pass
+        return HttpResponse("ok")
+
+    settings.OBSERVABILITY_FLUSH_SECONDS = 1
+    buffer.BUFFER.last_flush = time.monotonic()
+    response = RequestContextMiddleware(view)(rf.get("/api/v1/anything"))
+    assert not Span.objects.exists()  # not due yet when the request ended
+    deadline = time.monotonic() + 5
+    while not Span.objects.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    names = set(Span.objects.filter(trace_id=response["X-Trace-ID"]).values_list("name", flat=True))
+    assert names == {"GET <unmatched>", "child"}  # written by the flusher thread, no request needed
