@@ -157,7 +157,8 @@ def test_spans_of_a_request_are_written_with_its_root_in_one_insert(rf):
     assert Span.objects.get(name="streamed").trace_id == response["X-Trace-ID"]
 
 
-def test_spans_of_a_request_wait_in_the_write_buffer_until_the_flush_interval(rf, settings):
+def _request_with_a_span(rf, settings, flush_seconds: float):
+    """A request (with one child span) that ends just after a flush, with the given interval."""
     from django.http import HttpResponse
 
     from observability import buffer
@@ -168,36 +169,32 @@ def test_spans_of_a_request_wait_in_the_write_buffer_until_the_flush_interval(rf
             pass
         return HttpResponse("ok")
 
-    settings.OBSERVABILITY_FLUSH_SECONDS = 3600
+    settings.OBSERVABILITY_FLUSH_SECONDS = flush_seconds
     buffer.BUFFER.last_flush = time.monotonic()
-    response = RequestContextMiddleware(view)(rf.get("/api/v1/anything"))
+    return RequestContextMiddleware(view)(rf.get("/api/v1/anything"))
+
+
+def _span_names(response) -> set[str]:
+    return set(Span.objects.filter(trace_id=response["X-Trace-ID"]).values_list("name", flat=True))
+
+
+def test_spans_of_a_request_wait_in_the_write_buffer_until_the_flush_interval(rf, settings):
+    from observability import buffer
+
+    response = _request_with_a_span(rf, settings, flush_seconds=3600)
     assert not Span.objects.exists()
     assert buffer.stats()["pending"] >= 3  # the sample and the two spans
 
     assert buffer.flush(force=True) >= 3
-    names = set(Span.objects.filter(trace_id=response["X-Trace-ID"]).values_list("name", flat=True))
-    assert names == {"GET <unmatched>", "child"}
+    assert _span_names(response) == {"GET <unmatched>", "child"}
     assert RequestSample.objects.filter(route="<unmatched>").exists()
 
 
 @pytest.mark.django_db(transaction=True)
 def test_an_idle_process_writes_its_buffered_spans_within_the_flush_interval(rf, settings):
-    from django.http import HttpResponse
-
-    from observability import buffer
-    from observability.middleware import RequestContextMiddleware
-
-    def view(request):
-        with services.span("child", kind="tool"):
-            pass
-        return HttpResponse("ok")
-
-    settings.OBSERVABILITY_FLUSH_SECONDS = 1
-    buffer.BUFFER.last_flush = time.monotonic()
-    response = RequestContextMiddleware(view)(rf.get("/api/v1/anything"))
+    response = _request_with_a_span(rf, settings, flush_seconds=1)
     assert not Span.objects.exists()  # not due yet when the request ended
     deadline = time.monotonic() + 5
     while not Span.objects.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    names = set(Span.objects.filter(trace_id=response["X-Trace-ID"]).values_list("name", flat=True))
-    assert names == {"GET <unmatched>", "child"}  # written by the flusher thread, no request needed
+    assert _span_names(response) == {"GET <unmatched>", "child"}  # the flusher thread wrote them
