@@ -265,6 +265,16 @@ def attribute(workflow, user, steps: int, profile: bool = False) -> dict:
     return {"ms_per_step": elapsed * 1000 / steps, "queries": queries}
 
 
+def print_attribution(attribution: dict, n: int) -> None:
+    queries = attribution["queries"]
+    total = sum(len(v) for v in queries.values()) / n
+    ms = sum(sum(v) for v in queries.values()) * 1000 / n
+    print(f"\neager in-process, linear {n} steps: {attribution['ms_per_step']:.2f} ms/step")
+    print(f"SQL per step (eager, in-process): {total:.1f} statements, {ms:.2f} ms")
+    for key, v in sorted(queries.items(), key=lambda kv: -sum(kv[1]))[:15]:
+        print(f"  {len(v) / n:5.2f} x {key:45s} {sum(v) * 1000 / n:6.3f} ms/step")
+
+
 # --- main --------------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -277,6 +287,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="repetitions of (a), (b) and the bare chain")
     parser.add_argument("--profile", action="store_true", help="cProfile the eager run")
     parser.add_argument("--concurrency", type=int, default=2, help="worker pool processes")
+    parser.add_argument(
+        "--eager-only", action="store_true", help="only the eager SQL attribution (no worker, quick)"
+    )
     args = parser.parse_args()
 
     from django.test.utils import get_runner, setup_test_environment
@@ -295,7 +308,7 @@ def main() -> None:
     runner = get_runner(settings)(verbosity=0, interactive=False)
     old = runner.setup_databases()
     queue = f"bench-wf-{uuid.uuid4().hex[:8]}"
-    worker, log_path = start_worker(queue, args.concurrency)
+    worker, log_path = (None, None) if args.eager_only else start_worker(queue, args.concurrency)
     celery_app.conf.task_always_eager = False
     celery_app.conf.task_default_queue = queue
     settings.WORKFLOWS_MAX_RUNNING_PER_WORKFLOW = max(settings.WORKFLOWS_MAX_RUNNING_PER_WORKFLOW, args.runs)
@@ -306,6 +319,10 @@ def main() -> None:
         small = services.workflow_create(
             owner=user, name="small", definition=linear_definition(args.run_steps)
         )
+        if args.eager_only:
+            attribution = attribute(linear, user, args.steps, profile=args.profile)
+            print_attribution(attribution, args.steps)
+            return
         if worker.poll() is not None:
             raise RuntimeError(log_path.read_text()[-3000:])
         # warm-up (and the worker is up): imports, connections, first queries of every pool process
@@ -370,19 +387,14 @@ def main() -> None:
             f"{TARGET_FAN_S:g} s: {verdict(statistics.median(fans) < TARGET_FAN_S)} "
             f"({statistics.median(fans):.2f} s)"
         )
-        queries = attribution["queries"]
-        n = args.steps
-        total = sum(len(v) for v in queries.values()) / n
-        ms = sum(sum(v) for v in queries.values()) * 1000 / n
-        print(f"\nSQL per step (eager, in-process): {total:.1f} statements, {ms:.2f} ms")
-        for key, v in sorted(queries.items(), key=lambda kv: -sum(kv[1]))[:15]:
-            print(f"  {len(v) / n:5.2f} x {key:45s} {sum(v) * 1000 / n:6.3f} ms/step")
+        print_attribution(attribution, args.steps)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
         from observability import buffer
 
         buffer.BUFFER.drain()  # spans still buffered belong to the scratch database

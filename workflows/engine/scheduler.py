@@ -195,10 +195,10 @@ def _result(step) -> dict:
 
 def _step_results(execution: WorkflowExecution, node_ids, *, finished_only: bool = False) -> dict:
     """`steps.<id>` of the variables for the latest attempts of `node_ids` (None: every node)."""
+    if node_ids is not None and not node_ids:
+        return {}
     rows = StepExecution.objects.filter(execution_id=execution.pk)
     if node_ids is not None:
-        if not node_ids:
-            return {}
         rows = rows.filter(node_id__in=list(node_ids))
     latest: dict[str, dict] = {}
     for node_id, status, output, error in rows.order_by("attempt", "created_at").values_list(
@@ -583,7 +583,10 @@ class _Row:
 def _load_latest(execution: WorkflowExecution, graph: Graph, targets: list[str], known: dict) -> None:
     """Put the latest attempts of `targets` and of their sources into `known` (one query;
     outputs only of sources with branch-labelled edges, which read them)."""
-    need = set(targets)
+    # A node's first step is created only by _advance once all its sources are resolved, and
+    # each target here has a source resolved in this very transaction: it cannot have a step
+    # yet. Only a retried execution starts with steps (reused ones) that break this.
+    need = set(targets) if execution.retry_of_id else set()
     outputs = set()
     for node_id in targets:
         for edge in graph.incoming[node_id]:
@@ -816,50 +819,79 @@ def step_run(step_id, *, worker: str = "") -> str | None:
         status="error" if isinstance(result, StepError) else "ok",
         error=str(result) if isinstance(result, StepError) else "",
     )
-    return _step_finish(
-        execution.pk,
-        step.pk,
-        step.dispatches,
-        result,
-        duration_ms=duration_ms,
-        step_input=_jsonable(step_input),
-    )
+    return _step_finish(execution.pk, step, result, duration_ms=duration_ms, step_input=_jsonable(step_input))
+
+
+class _NotClaimed(Exception):
+    """The step is no longer running under the claim that ran it."""
+
+
+def _save_step(step: StepExecution) -> None:
+    """`step.save()`; the first save of a step its worker finishes is one UPDATE that applies
+    only while that worker's claim holds (still running, same dispatch count); else it raises
+    _NotClaimed. So the finish needs no locking read of the step."""
+    dispatches = step.__dict__.pop("_claimed_dispatches", None)
+    if dispatches is None:
+        step.save()
+        return
+    step.updated_at = timezone.now()
+    values = {field.attname: getattr(step, field.attname) for field in _step_writable_fields()}
+    if not StepExecution.objects.filter(pk=step.pk, status=S.RUNNING, dispatches=dispatches).update(**values):
+        raise _NotClaimed
+
+
+@functools.cache
+def _step_writable_fields() -> list:
+    return [
+        field
+        for field in StepExecution._meta.concrete_fields
+        if not field.primary_key and field.name not in ("execution", "created_at")
+    ]
 
 
 def _step_finish(
-    execution_id, step_id, dispatches: int, result, *, duration_ms: float, step_input: Any
+    execution_id, step: StepExecution, result, *, duration_ms: float, step_input: Any
 ) -> str | None:
-    with transaction.atomic():
-        try:
-            execution = _lock(execution_id)
-            step = StepExecution.objects.select_for_update().get(pk=step_id)
-        except (WorkflowExecution.DoesNotExist, StepExecution.DoesNotExist):
-            return None  # deleted while the step ran
-        if step.status != S.RUNNING or step.dispatches != dispatches:
-            return step.status  # re-dispatched meanwhile: the newer claim owns the step
-        node = _graph(execution).nodes[step.node_id]
-        step.input = step_input
-        step.duration_ms = duration_ms
-        step.lease_expires_at = None
-        retry = None
-        if isinstance(result, Done):
-            _step_succeeded(execution, step, result)
-        elif isinstance(result, Wait):
-            if execution.finished:
-                transition(step, S.CANCELLED)
-                step.finished_at = timezone.now()
-                step.save()
-                child_id = result.state.get("child_execution_id")
-                if child_id:  # started after the run ended: it must not run on alone
-                    from ..tasks import cancel_execution_task
+    """Record the result of the attempt that `step` (as claimed by this worker) ran."""
+    try:
+        with transaction.atomic():
+            try:
+                execution = _lock(execution_id)
+            except WorkflowExecution.DoesNotExist:
+                return None  # deleted while the step ran
+            step.execution = execution
+            step._claimed_dispatches = step.dispatches
+            return _step_record(execution, step, result, duration_ms=duration_ms, step_input=step_input)
+    except _NotClaimed:  # re-dispatched meanwhile (the newer claim owns the step), or deleted
+        return StepExecution.objects.filter(pk=step.pk).values_list("status", flat=True).first()
 
-                    _dispatch(cancel_execution_task, child_id, **_queue_options(execution))
-            else:
-                retry = _step_waits(execution, step, node, result)
+
+def _step_record(
+    execution: WorkflowExecution, step: StepExecution, result, *, duration_ms: float, step_input: Any
+) -> str:
+    node = _graph(execution).nodes[step.node_id]
+    step.input = step_input
+    step.duration_ms = duration_ms
+    step.lease_expires_at = None
+    retry = None
+    if isinstance(result, Done):
+        _step_succeeded(execution, step, result)
+    elif isinstance(result, Wait):
+        if execution.finished:
+            transition(step, S.CANCELLED)
+            step.finished_at = timezone.now()
+            _save_step(step)
+            child_id = result.state.get("child_execution_id")
+            if child_id:  # started after the run ended: it must not run on alone
+                from ..tasks import cancel_execution_task
+
+                _dispatch(cancel_execution_task, child_id, **_queue_options(execution))
         else:
-            retry = _step_failed(execution, step, node, result)
-        _advance(execution, retry or step)
-        return step.status
+            retry = _step_waits(execution, step, node, result)
+    else:
+        retry = _step_failed(execution, step, node, result)
+    _advance(execution, retry or step)
+    return step.status
 
 
 def _step_succeeded(execution: WorkflowExecution, step: StepExecution, result: Done) -> None:
@@ -873,7 +905,7 @@ def _step_succeeded(execution: WorkflowExecution, step: StepExecution, result: D
     )
     if result.state:
         step.state = _jsonable({**step.state, **result.state})
-    step.save()
+    _save_step(step)
     if result.input_tokens or result.output_tokens or result.cost_usd:
         WorkflowExecution.objects.filter(pk=execution.pk).update(
             input_tokens=F("input_tokens") + result.input_tokens,
@@ -893,7 +925,7 @@ def _step_waits(
     step.wait_kind = result.kind
     step.wake_at = result.wake_at
     step.state = _jsonable({**step.state, **result.state})
-    step.save()
+    _save_step(step)
     if result.kind == "delay" and result.wake_at:
         countdown = max(0.0, (result.wake_at - timezone.now()).total_seconds())
         _dispatch(wake_step, str(step.pk), **_queue_options(execution, countdown=countdown))
@@ -913,7 +945,7 @@ def _step_failed(
     step.error = str(error)[:5000]
     step.error_kind = error.kind[:30]
     step.finished_at = timezone.now()
-    step.save()
+    _save_step(step)
     max_attempts = (node.get("retry") or {}).get("max_attempts", 1)
     if execution.finished or not error.retryable or step.attempt >= max_attempts:
         event_record(
