@@ -41,6 +41,9 @@ from django.utils import timezone
 
 from agentmesh.core.exceptions import ConflictError, ServiceValidationError
 from masterdata.constraints import first_schema_error
+from observability import buffer
+from observability.context import SpanBatch, TraceContext, activate, current, deactivate
+from observability.models import Span
 from observability.services import SpanHandle, event_record, span_end, span_start, use_span
 
 from ..models import (
@@ -814,12 +817,35 @@ def step_run(step_id, *, worker: str = "") -> str | None:
                 "agentmesh.cost_usd": str(result.cost_usd),
             }
         )
-    span_end(
+    _end_step_span(
         handle,
         status="error" if isinstance(result, StepError) else "ok",
         error=str(result) if isinstance(result, StepError) else "",
     )
-    return _step_finish(execution.pk, step, result, duration_ms=duration_ms, step_input=_jsonable(step_input))
+    status = _step_finish(
+        execution.pk, step, result, duration_ms=duration_ms, step_input=_jsonable(step_input)
+    )
+    buffer.flush_if_due()  # a worker's task_postrun does this too; eager runs (tests) have only this
+    return status
+
+
+def _end_step_span(handle: SpanHandle, **kwargs) -> None:
+    """End the step's span into the process's write buffer (written with other spans in one
+    bulk insert per flush, as requests do) instead of an INSERT per step. Inside a request
+    (eager runs) the request's own span batch takes it."""
+    outer = current()
+    if outer is not None and outer.span_batch is not None:
+        span_end(handle, **kwargs)
+        return
+    batch = SpanBatch()
+    token = activate(TraceContext(trace_id=handle.trace_id, span_id=handle.span_id, span_batch=batch))
+    try:
+        span_end(handle, **kwargs)
+    finally:
+        deactivate(token)
+    rows = batch.close()
+    if rows:
+        buffer.BUFFER.add_spans([Span(**row) for row in rows])
 
 
 class _NotClaimed(Exception):
