@@ -488,7 +488,13 @@ def _fails_run(graph: Graph, step) -> bool:
 
 
 def _create_step(execution: WorkflowExecution, node: dict, taken: bool) -> StepExecution:
-    return StepExecution.objects.create(
+    step = _new_step(execution, node, taken)
+    step.save(force_insert=True)
+    return step
+
+
+def _new_step(execution: WorkflowExecution, node: dict, taken: bool) -> StepExecution:
+    return StepExecution(
         execution=execution,
         node_id=node["id"],
         node_type=node["type"],
@@ -555,25 +561,37 @@ def _advance_from(
         if not targets:
             break
         _load_latest(execution, graph, targets, known)
+        new: list[StepExecution] = []  # inserted together (a fan-out: one INSERT)
         for node_id in targets:
             if node_id in known:
                 continue  # it has a step already
             edges = graph.incoming[node_id]
+            if new and any("condition" in e for e in edges):
+                new = _insert(new)  # a condition may read the steps created before it
             try:
                 states = [_edge_taken(e, graph, known, _EdgeVariables(execution, graph, e)) for e in edges]
             except _EdgeError as exc:
+                _insert(new)
                 _finish(execution, E.FAILED, error=str(exc))
                 return None
             if any(state is None for state in states):
                 continue
             taken = not states or any(states)
-            step = _create_step(execution, graph.nodes[node_id], taken)
+            step = _new_step(execution, graph.nodes[node_id], taken)
+            new.append(step)
             known[node_id] = step
             if taken:
                 ready.append(step)
             else:
                 frontier.append(node_id)
+        _insert(new)
     return ready
+
+
+def _insert(steps: list[StepExecution]) -> list[StepExecution]:
+    if steps:
+        StepExecution.objects.bulk_create(steps)
+    return []
 
 
 class _Row:
