@@ -22,6 +22,11 @@ Runs in a scratch database (created, migrated and dropped by the script) on DATA
 
 The worker processes load this module (`--include benchmarks.workflow_engine`) for the bare
 tasks. Figures go to benchmarks/BENCHMARKS.md by hand. No assertions on timings.
+
+--reuse-db-connections: Celery's Django fixup closes the worker's database connection before
+and after every task (unless CELERY_DB_REUSE_MAX is set), so by default every step opens a new
+PostgreSQL connection. With this flag the bench worker keeps it instead (an experiment showing
+what that setting would change; not the default method). --eager-only: just the attribution.
 """
 
 import argparse
@@ -57,6 +62,16 @@ from django.db import connection  # noqa: E402
 from agentmesh.celery import app as celery_app  # noqa: E402
 
 TARGET_RATIO, TARGET_STEPS_PER_S, TARGET_FAN_S = 3.0, 200.0, 3.0
+REUSE_ENV = "WFBENCH_REUSE_DB_CONNECTIONS"
+
+if os.environ.get(REUSE_ENV) == "1":  # in the bench worker, with --reuse-db-connections
+    from celery.fixups import django as celery_django_fixup
+
+    def _keep_connections(self, **kwargs) -> None:
+        for conn in self._db.connections.all(initialized_only=True):
+            conn.close_if_unusable_or_obsolete()  # Django's own rule (CONN_MAX_AGE, errors)
+
+    celery_django_fixup.DjangoWorkerFixup.close_database = _keep_connections
 
 
 # --- bare Celery tasks (the worker imports this module with --include) ------------------------
@@ -94,7 +109,7 @@ def scratch_database_url() -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + db["NAME"], parts.query, parts.fragment))
 
 
-def start_worker(queue: str, concurrency: int) -> tuple[subprocess.Popen, Path]:
+def start_worker(queue: str, concurrency: int, reuse_db: bool = False) -> tuple[subprocess.Popen, Path]:
     log_path = Path(settings.VAR_DIR) / f"{queue}.log"
     env = {
         **os.environ,
@@ -102,6 +117,8 @@ def start_worker(queue: str, concurrency: int) -> tuple[subprocess.Popen, Path]:
         "CELERY_BROKER_URL": celery_app.conf.broker_url,
         "CELERY_TASK_ALWAYS_EAGER": "0",
     }
+    if reuse_db:
+        env.update({REUSE_ENV: "1", "DATABASE_CONN_MAX_AGE": "600"})
     cmd = [
         sys.executable, "-m", "celery", "-A", "agentmesh", "worker", "-Q", queue,
         "-c", str(concurrency), "--pool", "prefork", "--include", "benchmarks.workflow_engine",
@@ -290,6 +307,11 @@ def main() -> None:
     parser.add_argument(
         "--eager-only", action="store_true", help="only the eager SQL attribution (no worker, quick)"
     )
+    parser.add_argument(
+        "--reuse-db-connections",
+        action="store_true",
+        help="the worker keeps its database connection between tasks (experiment; see above)",
+    )
     args = parser.parse_args()
 
     from django.test.utils import get_runner, setup_test_environment
@@ -308,7 +330,9 @@ def main() -> None:
     runner = get_runner(settings)(verbosity=0, interactive=False)
     old = runner.setup_databases()
     queue = f"bench-wf-{uuid.uuid4().hex[:8]}"
-    worker, log_path = (None, None) if args.eager_only else start_worker(queue, args.concurrency)
+    worker, log_path = (
+        (None, None) if args.eager_only else start_worker(queue, args.concurrency, args.reuse_db_connections)
+    )
     celery_app.conf.task_always_eager = False
     celery_app.conf.task_default_queue = queue
     settings.WORKFLOWS_MAX_RUNNING_PER_WORKFLOW = max(settings.WORKFLOWS_MAX_RUNNING_PER_WORKFLOW, args.runs)
@@ -355,6 +379,7 @@ def main() -> None:
         )
         print(
             f"workers: 1 celery worker, prefork -c {args.concurrency}, prefetch 1, acks_late; "
+            f"db connection per task: {'kept' if args.reuse_db_connections else 'new'}; "
             f"repeat {args.repeat} (median shown)\n"
         )
         hop = statistics.median(hops)
