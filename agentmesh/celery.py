@@ -2,10 +2,25 @@
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentmesh.settings.dev")
 
 app = Celery("agentmesh")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Celery's Django fixup closes every database connection around each task, so each task would
+# open a new connection (a new PostgreSQL backend). Let Django's own per-request rule decide
+# instead: keep a connection for DATABASE_CONN_MAX_AGE seconds (0, the default, closes it after
+# every task as before) and drop one that errored or fails its health check.
+app.conf.CELERY_DB_REUSE_MAX = 2**62  # read by celery.fixups.django: it then never closes itself
+
+
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def close_old_connections(sender=None, **kwargs) -> None:
+    if sender is not None and not getattr(sender.request, "is_eager", False):
+        from django.db import close_old_connections as django_close_old_connections
+
+        django_close_old_connections()

@@ -23,10 +23,10 @@ Runs in a scratch database (created, migrated and dropped by the script) on DATA
 The worker processes load this module (`--include benchmarks.workflow_engine`) for the bare
 tasks. Figures go to benchmarks/BENCHMARKS.md by hand. No assertions on timings.
 
---reuse-db-connections: Celery's Django fixup closes the worker's database connection before
-and after every task (unless CELERY_DB_REUSE_MAX is set), so by default every step opens a new
-PostgreSQL connection. With this flag the bench worker keeps it instead (an experiment showing
-what that setting would change; not the default method). --eager-only: just the attribution.
+--reuse-db-connections: the bench worker runs with DATABASE_CONN_MAX_AGE=600, so it keeps its
+database connection between tasks (agentmesh/celery.py lets Django's CONN_MAX_AGE rule decide
+instead of Celery's fixup closing it around every task); by default (0) every task opens a new
+PostgreSQL connection. --eager-only: just the attribution.
 """
 
 import argparse
@@ -62,16 +62,6 @@ from django.db import connection  # noqa: E402
 from agentmesh.celery import app as celery_app  # noqa: E402
 
 TARGET_RATIO, TARGET_STEPS_PER_S, TARGET_FAN_S = 3.0, 200.0, 3.0
-REUSE_ENV = "WFBENCH_REUSE_DB_CONNECTIONS"
-
-if os.environ.get(REUSE_ENV) == "1":  # in the bench worker, with --reuse-db-connections
-    from celery.fixups import django as celery_django_fixup
-
-    def _keep_connections(self, **kwargs) -> None:
-        for conn in self._db.connections.all(initialized_only=True):
-            conn.close_if_unusable_or_obsolete()  # Django's own rule (CONN_MAX_AGE, errors)
-
-    celery_django_fixup.DjangoWorkerFixup.close_database = _keep_connections
 
 
 # --- bare Celery tasks (the worker imports this module with --include) ------------------------
@@ -118,7 +108,7 @@ def start_worker(queue: str, concurrency: int, reuse_db: bool = False) -> tuple[
         "CELERY_TASK_ALWAYS_EAGER": "0",
     }
     if reuse_db:
-        env.update({REUSE_ENV: "1", "DATABASE_CONN_MAX_AGE": "600"})
+        env["DATABASE_CONN_MAX_AGE"] = "600"
     cmd = [
         sys.executable, "-m", "celery", "-A", "agentmesh", "worker", "-Q", queue,
         "-c", str(concurrency), "--pool", "prefork", "--include", "benchmarks.workflow_engine",
