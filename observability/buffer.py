@@ -89,11 +89,11 @@ class _Buffer:
         return len(self.samples) + len(self.logs) + len(self.spans) + len(self.counters)
 
     def due(self) -> bool:
+        return self.overdue() or (len(self.logs) + len(self.samples) + len(self.spans) >= 500)
+
+    def overdue(self) -> bool:
         interval = getattr(settings, "OBSERVABILITY_FLUSH_SECONDS", 0.0)
-        return self.pending() > 0 and (
-            time.monotonic() - self.last_flush >= interval
-            or len(self.logs) + len(self.samples) + len(self.spans) >= 500
-        )
+        return self.pending() > 0 and time.monotonic() - self.last_flush >= interval
 
     def drain(self):
         with self.lock:
@@ -115,7 +115,8 @@ _flusher: list[threading.Thread] = []
 def _flush_periodically() -> None:
     while True:
         time.sleep(0.5)
-        if getattr(settings, "OBSERVABILITY_FLUSH_SECONDS", 0.0) > 0 and BUFFER.due():
+        # By time only (a burst is flushed by the request or task that filled it).
+        if getattr(settings, "OBSERVABILITY_FLUSH_SECONDS", 0.0) > 0 and BUFFER.overdue():
             flush()
             connection.close()  # this thread's own connection, idle until the next flush
 
