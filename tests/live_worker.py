@@ -55,6 +55,9 @@ class LiveWorker:
             time.sleep(interval)
         raise AssertionError(f"condition not met within {timeout}s; worker log:\n{self.log()}")
 
+    def wait_ready(self, timeout: float = 60) -> None:
+        self.wait_for(lambda: " ready." in self.log(), timeout=timeout)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
 

@@ -48,9 +48,9 @@ def start_worker(queue: str, *, name: str, broker_url: str | None = None, concur
     )
 
 
-def wait_ready(*workers: LiveWorker, timeout: float = 60) -> None:
+def wait_ready(*workers: LiveWorker) -> None:
     for worker in workers:
-        worker.wait_for(lambda worker=worker: " ready." in worker.log(), timeout=timeout, interval=0.1)
+        worker.wait_ready()
 
 
 def _reset_producers() -> None:

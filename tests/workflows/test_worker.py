@@ -37,9 +37,10 @@ def test_approval_resumes_on_a_real_worker(live_worker, client_for, developer):
 
 def test_a_run_past_its_deadline_ends_timed_out(live_worker, developer):
     definition = linear(
-        {"id": "wait", "type": "delay", "config": {"seconds": 30}}, transform("after", 1), timeout_seconds=1
+        {"id": "wait", "type": "delay", "config": {"seconds": 30}}, transform("after", 1), timeout_seconds=2
     )
     workflow = services.workflow_create(owner=developer, name="late", definition=definition)
+    live_worker.wait_ready()  # the deadline must not run out while the worker boots
     execution, _ = services.workflow_execute(workflow=workflow, user=developer)
     live_worker.wait_for(lambda: WorkflowExecution.objects.filter(pk=execution.pk, status="waiting").exists())
 
