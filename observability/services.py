@@ -12,6 +12,7 @@ transaction they write in a savepoint, so a failed insert cannot poison the call
         s.set_attributes({"gen_ai.usage.input_tokens": 12, "gen_ai.usage.output_tokens": 40})
 """
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -30,8 +31,8 @@ from django.utils import timezone
 from agentmesh.core.exceptions import ConflictError, ServiceValidationError
 from agentmesh.core.safe_http import safe_request
 
-from . import metrics, otlp
-from .context import TraceContext, activate, current, deactivate, new_span_id, new_trace_id
+from . import buffer, metrics, otlp
+from .context import SpanBatch, TraceContext, activate, current, deactivate, new_span_id, new_trace_id
 from .models import (
     OPEN_STATES,
     Alert,
@@ -301,13 +302,6 @@ class SpanHandle:
         }
 
 
-def spans_insert(spans: list[Span]) -> None:
-    """Write spans with one multi-row INSERT outside any transaction: a single statement is
-    atomic by itself, and bulk_create's BEGIN/COMMIT would add two round trips per request
-    on PostgreSQL. (`_insert` is the interface Model.save() itself uses.)"""
-    Span.objects._insert(spans, fields=Span._meta.concrete_fields)
-
-
 def _parent_from_context() -> tuple[str, str, int | None]:
     ctx = current()
     if ctx is None:
@@ -406,6 +400,34 @@ def use_span(handle: SpanHandle) -> Iterator[SpanHandle]:
         yield handle
     finally:
         deactivate(token)
+
+
+@contextmanager
+def buffered_spans() -> Iterator[None]:
+    """Spans that end inside the block go to the process write buffer (one bulk insert per
+    flush, like a request's spans) instead of an INSERT each. Inside a request, or a worker's
+    task, they already join its batch."""
+    outer = current()
+    if outer is not None and outer.span_batch is not None:
+        yield
+        return
+    batch = SpanBatch()
+    ctx = TraceContext(trace_id=new_trace_id(), span_batch=batch)
+    if outer is not None:
+        ctx = dataclasses.replace(outer, span_batch=batch)
+    token = activate(ctx)
+    try:
+        yield
+    finally:
+        deactivate(token)
+        buffer_spans(batch)
+
+
+def buffer_spans(batch: SpanBatch) -> None:
+    """Hand the finished spans of `batch` to the process write buffer."""
+    rows = batch.close()
+    if rows:
+        buffer.BUFFER.add_spans([Span(**row) for row in rows])
 
 
 @contextmanager

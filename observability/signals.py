@@ -11,6 +11,7 @@ from agentmesh.core.signals import api_write
 from . import buffer, services
 from .context import (
     CELERY_HEADER,
+    SpanBatch,
     TraceContext,
     activate,
     current,
@@ -79,11 +80,18 @@ def _incoming_trace(task) -> dict | None:
 
 def on_task_prerun(sender=None, task_id=None, task=None, **kwargs) -> None:
     try:
+        # A worker's task collects the spans that end in it (its own included) for the write
+        # buffer, as a request does; an eager task runs inside its caller's context.
+        batch = None if getattr(task.request, "is_eager", False) else SpanBatch()
         trace = _incoming_trace(task)
         if trace is None:
             # No caller trace: spans opened by the task start their own trace.
-            token = activate(TraceContext(trace_id=new_trace_id())) if current() is None else None
-            _task_state[task_id] = (None, token)
+            token = (
+                activate(TraceContext(trace_id=new_trace_id(), span_batch=batch))
+                if current() is None
+                else None
+            )
+            _task_state[task_id] = (None, token, batch if token is not None else None)
             return
         handle = services.span_start(
             task.name,
@@ -100,9 +108,10 @@ def on_task_prerun(sender=None, task_id=None, task=None, **kwargs) -> None:
                 span_id=handle.span_id,
                 request_id=trace.get("request_id") or "",
                 user_id=trace.get("user_id"),
+                span_batch=batch,
             )
         )
-        _task_state[task_id] = (handle, token)
+        _task_state[task_id] = (handle, token, batch)
     except Exception:
         logger.warning("opening the span of task %s failed", task_id, exc_info=True)
 
@@ -117,7 +126,7 @@ def on_task_postrun(sender=None, task_id=None, task=None, state=None, **kwargs) 
     entry = _task_state.pop(task_id, None)
     if entry is None:
         return
-    handle, token = entry
+    handle, token, batch = entry
     try:
         if handle is not None:
             status = (
@@ -128,6 +137,8 @@ def on_task_postrun(sender=None, task_id=None, task=None, state=None, **kwargs) 
     finally:
         if token is not None:
             deactivate(token)
+        if batch is not None:
+            services.buffer_spans(batch)
         if not getattr(task.request, "is_eager", False):
             buffer.flush_if_due()
 

@@ -198,3 +198,30 @@ def test_an_idle_process_writes_its_buffered_spans_within_the_flush_interval(rf,
     while not Span.objects.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _span_names(response) == {"GET <unmatched>", "child"}  # the flusher thread wrote them
+
+
+def test_a_worker_task_writes_its_spans_through_the_write_buffer(settings):
+    """The task span and the spans ending inside a (non-eager) task are one bulk insert at the
+    next flush, not an INSERT each."""
+    from types import SimpleNamespace
+
+    from observability import buffer, signals
+    from observability.context import CELERY_HEADER
+
+    trace = {"trace_id": "a" * 32, "parent_span_id": "b" * 16, "request_id": "", "user_id": None}
+    task = SimpleNamespace(
+        name="tests.probe", request=SimpleNamespace(is_eager=False, **{CELERY_HEADER: trace})
+    )
+    settings.OBSERVABILITY_FLUSH_SECONDS = 3600
+    buffer.BUFFER.last_flush = time.monotonic()
+    signals.on_task_prerun(task_id="t1", task=task)
+    with services.span("inside", kind="tool"):
+        pass
+    signals.on_task_postrun(task_id="t1", task=task, state="SUCCESS")
+    assert not Span.objects.exists()
+
+    buffer.flush(force=True)
+    spans = {s.name: s for s in Span.objects.filter(trace_id="a" * 32)}
+    assert set(spans) == {"tests.probe", "inside"}
+    assert spans["tests.probe"].parent_span_id == "b" * 16
+    assert spans["inside"].parent_span_id == spans["tests.probe"].span_id

@@ -42,9 +42,7 @@ from django.utils import timezone
 from agentmesh.core.exceptions import ConflictError, ServiceValidationError
 from masterdata.constraints import first_schema_error
 from observability import buffer
-from observability.context import SpanBatch, TraceContext, activate, current, deactivate
-from observability.models import Span
-from observability.services import SpanHandle, event_record, span_end, span_start, use_span
+from observability.services import SpanHandle, buffered_spans, event_record, span_end, span_start, use_span
 
 from ..models import (
     ACTIVE_EXECUTION_STATUSES,
@@ -848,22 +846,8 @@ def step_run(step_id, *, worker: str = "") -> str | None:
 
 
 def _end_step_span(handle: SpanHandle, **kwargs) -> None:
-    """End the step's span into the process's write buffer (written with other spans in one
-    bulk insert per flush, as requests do) instead of an INSERT per step. Inside a request
-    (eager runs) the request's own span batch takes it."""
-    outer = current()
-    if outer is not None and outer.span_batch is not None:
+    with buffered_spans():  # written with other spans in one bulk insert per flush
         span_end(handle, **kwargs)
-        return
-    batch = SpanBatch()
-    token = activate(TraceContext(trace_id=handle.trace_id, span_id=handle.span_id, span_batch=batch))
-    try:
-        span_end(handle, **kwargs)
-    finally:
-        deactivate(token)
-    rows = batch.close()
-    if rows:
-        buffer.BUFFER.add_spans([Span(**row) for row in rows])
 
 
 class _NotClaimed(Exception):
