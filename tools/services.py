@@ -370,6 +370,7 @@ def tool_execute(
     is_test: bool = False,
     require_deployed: bool = False,
     timeout_cap: float | None = None,
+    idempotency_key: str = "",
 ) -> ToolExecution:
     """Validate the arguments and run the tool now; returns the finished execution.
 
@@ -382,7 +383,14 @@ def tool_execute(
     execution = _new_execution(
         tool, arguments, actor=actor, caller_type=caller_type, caller_ref=caller_ref, is_test=is_test
     )
-    return _run(execution, tool, arguments, actor=actor, timeout=effective_timeout(tool, cap=timeout_cap))
+    return _run(
+        execution,
+        tool,
+        arguments,
+        actor=actor,
+        timeout=effective_timeout(tool, cap=timeout_cap),
+        idempotency_key=idempotency_key,
+    )
 
 
 def tool_execute_async(
@@ -465,7 +473,9 @@ def _call_with_retries(tool: Tool, executor, call: ToolCall, execution: ToolExec
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _run(execution: ToolExecution, tool: Tool, arguments: dict, *, actor, timeout: float) -> ToolExecution:
+def _run(
+    execution: ToolExecution, tool: Tool, arguments: dict, *, actor, timeout: float, idempotency_key: str = ""
+) -> ToolExecution:
     executor = registry.get(tool.type)
     handle = span_start(
         f"execute_tool {tool.name}",
@@ -487,7 +497,12 @@ def _run(execution: ToolExecution, tool: Tool, arguments: dict, *, actor, timeou
     execution.trace_id = handle.trace_id
     t0 = time.perf_counter()
     call = ToolCall(
-        tool=tool, arguments=arguments, timeout=timeout, actor=actor, reveal_secret=_reveal_for(tool)
+        tool=tool,
+        arguments=arguments,
+        timeout=timeout,
+        actor=actor,
+        reveal_secret=_reveal_for(tool),
+        idempotency_key=idempotency_key,
     )
     with use_span(handle):
         try:

@@ -238,3 +238,14 @@ def test_not_deployed_tools_are_refused_when_production_requires_it(developer, m
         ).status
         == "succeeded"
     )
+
+
+def test_a_write_sends_the_callers_idempotency_key_and_a_read_does_not(developer, make_http_tool, fake_api):
+    post = make_http_tool(developer, name="post_echo", path="/echo", method="POST")
+    services.tool_execute(tool=post, arguments={}, actor=developer, idempotency_key="step-1:2")
+    assert fake_api.last()["headers"]["idempotency-key"] == "step-1:2"
+    services.tool_execute(tool=post, arguments={}, actor=developer)
+    assert "idempotency-key" not in fake_api.last()["headers"]
+    get = make_http_tool(developer, name="get_echo", path="/echo")
+    services.tool_execute(tool=get, arguments={}, actor=developer, idempotency_key="step-1:2")
+    assert "idempotency-key" not in fake_api.last()["headers"]

@@ -39,6 +39,26 @@ def test_tool_node_runs_a_deployed_tool_with_rendered_arguments(make_workflow, e
     assert Span.objects.get(span_id=tool_span.parent_span_id).kind == "step"
 
 
+def test_tool_node_sends_the_step_attempts_idempotency_key_to_an_http_write(
+    make_workflow, engine, developer, fake_api
+):
+    tool = tool_services.tool_create(
+        owner=developer,
+        name="post_echo",
+        type="http",
+        config={"method": "POST", "url": fake_api.url + "/echo"},
+    )
+    tool_services.tool_validate(tool=tool, actor=developer)
+    tool = tool_services.tool_deploy(tool=tool, actor=developer)
+    execution = engine.execute(
+        make_workflow(linear({"id": "post", "type": "tool", "config": {"tool_id": str(tool.pk)}}))
+    )
+    assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+    step = steps_of(execution)["post"]
+    assert step.idempotency_key
+    assert fake_api.last()["headers"]["idempotency-key"] == step.idempotency_key
+
+
 def test_tool_node_with_invalid_arguments_fails_without_retry(make_workflow, engine, developer):
     tool = make_deployed_tool(developer, function="calculator")
     node = {

@@ -60,6 +60,9 @@ class ToolCall:
     actor: Any = None  # the user on whose behalf the call runs (None for system work)
     # Returns the plaintext of a secret referenced by the tool's config (records the use).
     reveal_secret: Callable[[str], str] = field(default=lambda secret_id: "")
+    # The same for every retry of one logical call (e.g. a workflow step attempt): an HTTP
+    # tool sends it as `Idempotency-Key` so the server can apply a repeated write once.
+    idempotency_key: str = ""
     started: float = field(default_factory=time.monotonic)
 
     def remaining(self) -> float:

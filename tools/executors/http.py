@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
 IDEMPOTENT_METHODS = {"GET", "HEAD", "PUT", "DELETE"}
+SAFE_METHODS = {"GET", "HEAD"}  # reads: no Idempotency-Key
 LOCATIONS = ["path", "query", "header", "body", "body_root"]
 RETRYABLE_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 # Credentials belong in a secret (auth), never in a tool's plain config.
@@ -196,6 +197,8 @@ class HttpExecutor(Executor):
         missing = in_path - set(path_values)
         if missing:
             raise ToolError(f"No value for the URL placeholder {sorted(missing)[0]}.", kind=ErrorKind.CONFIG)
+        if call.idempotency_key and method not in SAFE_METHODS:
+            headers.setdefault("Idempotency-Key", call.idempotency_key)
         request: dict[str, Any] = {"method": method, "url": url.format(**path_values), "headers": headers}
         auth = config.get("auth") or {"type": "none"}
         if auth["type"] != "none":

@@ -2,7 +2,8 @@
 
 Side effects run once per node attempt: the agent run takes the step's idempotency key, and a
 tool call is looked up by the step before it runs again (a step re-dispatched after its worker
-died reuses what already succeeded).
+died reuses what already succeeded); an HTTP tool also sends the key as `Idempotency-Key`, so
+a server can apply a write cut off mid-call once.
 """
 
 import json
@@ -129,6 +130,7 @@ class ToolNode(NodeHandler):
                 caller_ref=caller_ref,
                 require_deployed=True,
                 timeout_cap=max(ctx.remaining(), 0.1),
+                idempotency_key=ctx.idempotency_key,
             )
         except ToolArgumentsInvalid as exc:
             field, messages = next(iter(exc.detail.items()))
