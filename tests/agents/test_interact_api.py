@@ -73,6 +73,22 @@ def test_sync_interact_writes_the_run_once_and_answers_from_memory(
 
 
 @pytest.mark.django_db
+def test_the_callers_message_is_kept_when_the_model_fails_before_replying(
+    client_for, developer, llm, deployed_agent, settings
+):
+    settings.LLM_MAX_RETRIES = 0
+    agent = deployed_agent()
+    llm.push(*[Reply.error(400)] * 3)
+    body = (
+        client_for(developer).post(f"{AGENTS}/{agent.pk}/interact", {"input": "hello?"}, format="json").json()
+    )
+    assert body["status"] == "failed", body
+    assert [(m["seq"], m["role"], m["content"]) for m in body["messages"]] == [(1, "user", "hello?")]
+    stored = client_for(developer).get(f"{AGENTS}/conversations/{body['conversation']}/messages").json()
+    assert [(m["seq"], m["role"], m["content"]) for m in stored["results"]] == [(1, "user", "hello?")]
+
+
+@pytest.mark.django_db
 def test_interact_input_errors_name_the_field(client_for, developer, deployed_agent):
     agent = deployed_agent()
     client = client_for(developer)
