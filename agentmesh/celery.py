@@ -19,8 +19,8 @@ app.conf.CELERY_DB_REUSE_MAX = 2**62  # read by celery.fixups.django: it then ne
 
 @signals.task_prerun.connect
 @signals.task_postrun.connect
-def close_old_connections(sender=None, **kwargs) -> None:
+def keep_or_close_db_connections(sender=None, **kwargs) -> None:
     if sender is not None and not getattr(sender.request, "is_eager", False):
-        from django.db import close_old_connections as django_close_old_connections
+        from django.db import close_old_connections
 
-        django_close_old_connections()
+        close_old_connections()

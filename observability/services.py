@@ -420,10 +420,10 @@ def buffered_spans() -> Iterator[None]:
         yield
     finally:
         deactivate(token)
-        buffer_spans(batch)
+        hand_spans_to_buffer(batch)
 
 
-def buffer_spans(batch: SpanBatch) -> None:
+def hand_spans_to_buffer(batch: SpanBatch) -> None:
     """Hand the finished spans of `batch` to the process write buffer."""
     rows = batch.close()
     if rows:

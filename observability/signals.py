@@ -138,7 +138,7 @@ def on_task_postrun(sender=None, task_id=None, task=None, state=None, **kwargs) 
         if token is not None:
             deactivate(token)
         if batch is not None:
-            services.buffer_spans(batch)
+            services.hand_spans_to_buffer(batch)
         if not getattr(task.request, "is_eager", False):
             buffer.flush_if_due()
 
