@@ -17,10 +17,16 @@ app.autodiscover_tasks()
 app.conf.CELERY_DB_REUSE_MAX = 2**62  # read by celery.fixups.django: it then never closes itself
 
 
-@signals.task_prerun.connect
-@signals.task_postrun.connect
 def keep_or_close_db_connections(sender=None, **kwargs) -> None:
     if sender is not None and not getattr(sender.request, "is_eager", False):
         from django.db import close_old_connections
 
         close_old_connections()
+
+
+@signals.worker_init.connect
+def _connect_db_connection_handlers(**kwargs) -> None:
+    # Connected once the apps are ready, so after them the postrun handler runs last: a
+    # connection the observability flush opened at postrun is closed too (with CONN_MAX_AGE 0).
+    for signal in (signals.task_prerun, signals.task_postrun):
+        signal.connect(keep_or_close_db_connections, dispatch_uid=f"agentmesh.db.{signal.name}")

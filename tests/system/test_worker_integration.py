@@ -1,4 +1,7 @@
+import time
+
 import pytest
+from django.db import connection
 
 from system.models import WorkerHeartbeat
 from system.tasks import record_worker_heartbeat
@@ -40,3 +43,25 @@ def test_a_worker_keeps_its_database_connection_for_conn_max_age(max_age, kept):
         assert opened[0] == opened[1] == opened[2], opened
     else:
         assert opened[0] < opened[1] < opened[2], opened
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="reads pg_stat_activity")
+def test_a_worker_holds_no_connection_after_a_task_with_conn_max_age_0(live_worker):
+    """The close runs after every app's postrun handler, the observability flush included."""
+    from observability import services
+
+    with services.span("caller"):  # the task gets a trace: its span is flushed at postrun
+        live_worker.send(record_worker_heartbeat, "idle-after")
+    live_worker.wait_for(lambda: WorkerHeartbeat.objects.filter(hostname="idle-after").exists())
+
+    def others() -> list:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return cursor.fetchall()
+
+    deadline = time.monotonic() + 5
+    while others() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert others() == []
