@@ -611,6 +611,83 @@ def test_child_failure_fails_the_parent_step_and_depth_is_limited(make_workflow,
     assert execution.status == ExecutionStatus.FAILED and "at most 0 levels deep" in execution.error
 
 
+def map_over(child, items="{{ inputs.xs }}", **config) -> dict:
+    workflow = {"workflow_id": str(child.pk), "inputs": {"x": "{{ item }}", "i": "{{ index }}"}}
+    return {"id": "each", "type": "map", "config": {"items": items, "workflow": workflow, **config}}
+
+
+def test_map_over_a_sub_workflow_collects_the_children_outputs_in_item_order(make_workflow, engine):
+    child = make_workflow(
+        linear(
+            flaky("f"),
+            transform("sq", "{{ inputs.x * inputs.x }}"),
+            outputs={"y": "{{ steps.sq.output }}", "i": "{{ inputs.i }}"},
+        ),
+        name="child",
+    )
+    parent = make_workflow(
+        linear(map_over(child, concurrency=3), outputs={"all": "{{ steps.each.output }}"}), name="parent"
+    )
+    execution = engine.execute(parent, {"xs": [3, 1, 4, 1, 5]})
+    assert execution.status == ExecutionStatus.SUCCEEDED
+    assert execution.outputs == {"all": [{"y": y, "i": i} for i, y in enumerate([9, 1, 16, 1, 25])]}
+    kids = WorkflowExecution.objects.filter(workflow=child)
+    assert kids.count() == 5 and {k.depth for k in kids} == {1}
+    assert {k.parent_step_id for k in kids} == {steps_of(execution)["each"].pk}
+    assert (execution.input_tokens, execution.output_tokens) == (5 * 3, 5 * 4)  # the children's usage
+
+
+def test_map_over_a_sub_workflow_of_no_items_succeeds_with_an_empty_list(make_workflow, engine):
+    child = make_workflow(linear(transform("a", 1)), name="child")
+    parent = make_workflow(linear(map_over(child), outputs={"all": "{{ steps.each.output }}"}), name="parent")
+    execution = engine.execute(parent, {"xs": []})
+    assert (execution.status, execution.outputs) == (ExecutionStatus.SUCCEEDED, {"all": []})
+    assert not WorkflowExecution.objects.filter(workflow=child).exists()
+
+
+def test_map_over_a_sub_workflow_runs_at_most_concurrency_children_at_once(make_workflow, engine, developer):
+    child = make_workflow(
+        linear(approval(), outputs={"x": "{{ inputs.x }}", "ok": "{{ steps.ok.output.approved }}"}),
+        name="child",
+    )
+    parent = make_workflow(linear(map_over(child, concurrency=2)), name="parent")
+    execution = engine.execute(parent, {"xs": ["a", "b", "c"]})
+    kids = lambda: list(WorkflowExecution.objects.filter(workflow=child).order_by("created_at"))  # noqa: E731
+    assert execution.status == ExecutionStatus.WAITING and [k.inputs["x"] for k in kids()] == ["a", "b"]
+    engine.run(scheduler.approval_decide, execution=kids()[1], actor=developer, approve=True)
+    assert [k.inputs["x"] for k in kids()] == ["a", "b", "c"]  # a slot freed: the next item starts
+    for kid in kids():
+        if kid.status == ExecutionStatus.WAITING:
+            engine.run(scheduler.approval_decide, execution=kid, actor=developer, approve=True)
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.SUCCEEDED
+    assert steps_of(execution)["each"].output == [{"x": x, "ok": True} for x in "abc"]
+
+
+def test_a_failed_child_fails_the_map_and_cancels_its_running_siblings(make_workflow, engine, developer):
+    child = make_workflow(linear(approval()), name="child")
+    parent = make_workflow(linear(map_over(child, concurrency=3)), name="parent")
+    execution = engine.execute(parent, {"xs": [1, 2, 3]})
+    first, second, third = WorkflowExecution.objects.filter(workflow=child).order_by("created_at")
+    engine.run(scheduler.approval_decide, execution=second, actor=developer, approve=False)
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.FAILED and "item 1 ended failed" in execution.error
+    for kid in (first, third):
+        kid.refresh_from_db()
+        assert kid.status == ExecutionStatus.CANCELLED
+
+
+def test_map_over_a_sub_workflow_refuses_bad_child_inputs_naming_the_field(make_workflow, engine):
+    child = make_workflow(
+        {**linear(transform("a", 1)), "inputs": {"type": "object", "properties": {"x": {"type": "integer"}}}},
+        name="child",
+    )
+    parent = make_workflow(linear(map_over(child)), name="parent")
+    execution = engine.execute(parent, {"xs": [1, "two"]})
+    assert execution.status == ExecutionStatus.FAILED
+    assert "Sub-workflow inputs.x" in steps_of(execution)["each"].error
+
+
 def test_a_failed_condition_with_on_error_continue_takes_no_branch(make_workflow, engine):
     workflow = make_workflow(
         {

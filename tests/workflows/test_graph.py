@@ -194,6 +194,61 @@ def test_references_must_be_usable_by_the_owner(developer, other_developer):
         validate_definition({"nodes": [node]}, owner=other_developer)  # the owner may
 
 
+MAP_BODY = {"type": "transform", "config": {"template": 1}}
+MISSING = "00000000-0000-0000-0000-000000000000"
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"items": [1]}, "node"),
+        ({"items": [1], "node": MAP_BODY, "workflow": {"workflow_id": MISSING}}, "node"),
+        ({"items": [1], "workflow": {"workflow_id": MISSING}}, "workflow.workflow_id"),
+        ({"items": [1], "workflow": {"workflow_id": "{{ item }}"}}, "workflow.workflow_id"),
+        ({"items": [1], "workflow": {"workflow_id": MISSING, "extra": 1}}, "workflow.extra"),
+        (
+            {
+                "items": [1],
+                "node": {"type": "map", "config": {"items": [1], "workflow": {"workflow_id": MISSING}}},
+            },
+            "node",
+        ),
+    ],
+)
+def test_a_map_runs_either_a_body_or_a_usable_sub_workflow(config, field, developer):
+    node = {"id": "m", "type": "map", "config": config}
+    assert field_of({"nodes": [node]}, developer) == f"definition.nodes[0].config.{field}"
+
+
+def test_a_map_over_a_sub_workflow_checks_it_like_a_workflow_node(make_workflow, developer, other_developer):
+    theirs = make_workflow(linear(A), owner=other_developer, name="theirs")
+    mine = make_workflow(linear(A), name="mine")
+
+    def map_over(workflow_id, **extra) -> dict:
+        return {
+            "nodes": [
+                {
+                    "id": "m",
+                    "type": "map",
+                    "config": {"items": [1], "workflow": {"workflow_id": workflow_id, **extra}},
+                }
+            ]
+        }
+
+    assert field_of(map_over(str(theirs.pk)), developer) == "definition.nodes[0].config.workflow.workflow_id"
+    assert (
+        field_of(map_over(str(mine.pk)), developer, mine) == "definition.nodes[0].config.workflow.workflow_id"
+    )
+    assert (
+        field_of(map_over(str(mine.pk), version=9), developer)
+        == "definition.nodes[0].config.workflow.version"
+    )
+    bad_template = map_over(str(mine.pk), inputs={"x": "{{ item. }}"})
+    assert field_of(bad_template, developer) == "definition.nodes[0].config.workflow.inputs"
+    good = map_over(str(mine.pk), inputs={"x": "{{ item }}"}, version=1)
+    assert validate_definition(good, owner=developer) is good
+
+
 def test_a_workflow_may_not_call_itself(make_workflow, developer):
     workflow = make_workflow(linear(A))
     node = {"id": "w", "type": "workflow", "config": {"workflow_id": str(workflow.pk)}}

@@ -372,29 +372,32 @@ def admit_queued(limit: int = 500) -> int:
     return admitted
 
 
-def child_execution_start(ctx: StepContext, *, inputs: Any) -> WorkflowExecution:
-    """Start the sub-workflow of a `workflow` node (the step's idempotency key: once per attempt)."""
-    depth = ctx.execution.depth + 1
+def child_execution_start(
+    *, execution: WorkflowExecution, step: StepExecution, config: dict, inputs: Any, idempotency_key: str
+) -> WorkflowExecution:
+    """Start the sub-workflow `config` names (a `workflow` node, or one item of a `map` over a
+    workflow) as a child of `step`; the key makes it once per attempt (and item)."""
+    depth = execution.depth + 1
     if depth > settings.WORKFLOWS_MAX_DEPTH:
         raise StepError(
             f"Workflows may call workflows at most {settings.WORKFLOWS_MAX_DEPTH} levels deep.",
             kind="limit",
             retryable=False,
         )
-    workflow = Workflow.objects.filter(pk=ctx.config["workflow_id"]).first()
+    workflow = Workflow.objects.filter(pk=config["workflow_id"]).first()
     if workflow is None:
         raise StepError("The sub-workflow no longer exists.", kind="config", retryable=False)
     version = None
-    if ctx.config.get("version"):
-        version = WorkflowVersion.objects.filter(workflow=workflow, version=ctx.config["version"]).first()
+    if config.get("version"):
+        version = WorkflowVersion.objects.filter(workflow=workflow, version=config["version"]).first()
     try:
         child, _ = execution_start(
             workflow=workflow,
-            user=ctx.user,
+            user=execution.user or execution.workflow.owner,
             inputs=inputs,
             version=version,
-            idempotency_key=ctx.idempotency_key,
-            parent_step=ctx.step,
+            idempotency_key=idempotency_key,
+            parent_step=step,
             depth=depth,
         )
     except ServiceValidationError as exc:
@@ -961,6 +964,8 @@ def _step_waits(
         child = WorkflowExecution.objects.filter(pk=result.state.get("child_execution_id")).first()
         if child is not None and child.finished:  # it finished before this step got here
             return _resolve_child_wait(execution, step, node, child)
+    elif result.kind == "map":
+        return _map_progress(execution, step, node)
     return None
 
 
@@ -1029,6 +1034,70 @@ def _resolve_child_wait(
     return _step_failed(execution, step, node, StepError(message, kind=kind, retryable=retryable))
 
 
+def _map_progress(execution: WorkflowExecution, step: StepExecution, node: dict) -> StepExecution | None:
+    """Move a `map` over a sub-workflow on (under the execution's lock): fail the step when a
+    child failed, start children while fewer than the concurrency cap run, and succeed with the
+    children's outputs in item order once all have. Returns a retry attempt if one was made.
+    Idempotent: it reads the children's state each time."""
+    inputs, started = step.state["map_inputs"], list(step.state["map_children"])
+    children = {
+        str(child.pk): child
+        for child in WorkflowExecution.objects.filter(pk__in=started).only(
+            "pk", "status", "outputs", "error", "input_tokens", "output_tokens", "cost_usd"
+        )
+    }
+    running = 0
+    for index, child_id in enumerate(started):
+        child = children.get(child_id)
+        if child is None or (child.finished and child.status != E.SUCCEEDED):
+            status, why = (child.status, child.error) if child else ("deleted", "")
+            error = StepError(
+                f"The sub-workflow of item {index} ended {status}: {why}",
+                kind="timeout" if status == E.TIMED_OUT else "workflow",
+                retryable=status in (E.FAILED, E.TIMED_OUT),
+            )
+            return _map_failed(execution, step, node, error, children.values())
+        running += not child.finished
+    config = node["config"]["workflow"]
+    while len(started) < len(inputs) and running < step.state["map_concurrency"]:
+        index = len(started)
+        try:
+            child = child_execution_start(
+                execution=execution,
+                step=step,
+                config=config,
+                inputs=inputs[index],
+                idempotency_key=f"{step.idempotency_key}:{index}",
+            )
+        except StepError as exc:
+            return _map_failed(execution, step, node, exc, children.values())
+        started.append(str(child.pk))
+        children[str(child.pk)] = child
+        running += 1
+    if running or len(started) < len(inputs):
+        step.state = {**step.state, "map_children": started}
+        step.save(update_fields=["state", "updated_at"])
+        return None
+    done = Done([children[child_id].outputs for child_id in started])
+    for child in children.values():
+        done.input_tokens += child.input_tokens
+        done.output_tokens += child.output_tokens
+        done.cost_usd += child.cost_usd
+    step.state = {**step.state, "map_children": started}
+    _step_succeeded(execution, step, done)
+    return None
+
+
+def _map_failed(execution, step, node, error: StepError, children) -> StepExecution | None:
+    """Fail the map step; its children still running are cancelled (they would run for nothing)."""
+    from ..tasks import cancel_execution_task
+
+    for child in children:
+        if not child.finished:
+            _dispatch(cancel_execution_task, str(child.pk), **_queue_options(execution))
+    return _step_failed(execution, step, node, error)
+
+
 # --- entry points for tasks, the API and the reaper --------------------------------------------
 def child_finished(child_id) -> None:
     """A sub-workflow ended: complete the parent step that waits for it (once)."""
@@ -1043,14 +1112,16 @@ def child_finished(child_id) -> None:
     with transaction.atomic():
         execution = _lock(parent_execution_id)
         step = StepExecution.objects.select_for_update().get(pk=child.parent_step_id)
-        child = WorkflowExecution.objects.get(pk=child_id)
-        if (
-            execution.finished
-            or step.status != S.WAITING
-            or step.state.get("child_execution_id") != str(child.pk)
-        ):
+        step.execution = execution
+        if execution.finished or step.status != S.WAITING:
             return
-        retry = _resolve_child_wait(execution, step, _graph(execution).nodes[step.node_id], child)
+        node = _graph(execution).nodes[step.node_id]
+        if step.wait_kind == "map" and str(child_id) in step.state.get("map_children", []):
+            retry = _map_progress(execution, step, node)
+        elif step.state.get("child_execution_id") == str(child_id):
+            retry = _resolve_child_wait(execution, step, node, WorkflowExecution.objects.get(pk=child_id))
+        else:
+            return
         _advance(execution, retry or step)
 
 

@@ -79,9 +79,9 @@ class StepContext:
     def remaining(self) -> float:
         return max(0.0, self.timeout - (time.monotonic() - self.started))
 
-    def render(self, value: Any) -> Any:
+    def render(self, value: Any, variables: dict | None = None) -> Any:
         try:
-            return expressions.render(value, self.variables)
+            return expressions.render(value, self.variables if variables is None else variables)
         except expressions.ExpressionError as exc:
             raise StepError(str(exc), kind="expression", retryable=False) from exc
 

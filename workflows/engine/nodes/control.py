@@ -22,14 +22,49 @@ BODY = {
 }
 
 
+SUB_WORKFLOW = {
+    "type": "object",
+    "required": ["workflow_id"],
+    "additionalProperties": False,
+    "properties": {
+        "workflow_id": {"type": "string", "format": "uuid"},
+        "inputs": {"type": ["object", "string"]},
+        "version": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+    },
+}
+
+
 def _check_body(config: dict, *, owner, workflow) -> None:
     from ..graph import check_node_config
 
+    body = config["node"]
+    if body.get("type") == MapNode.type and "workflow" in (body.get("config") or {}):
+        raise DefinitionInvalid(
+            "A body runs within its step: it may not map over a sub-workflow.", field="node"
+        )
     try:
         check_node_config(config["node"], owner=owner, workflow=workflow, field="node", inline_only=True)
     except ServiceValidationError as exc:
         field, messages = next(iter(exc.detail.items()))
         raise DefinitionInvalid(str(messages[0]), field=field) from exc
+
+
+def _check_sub_workflow(config: dict, *, owner, workflow, field: str = "") -> None:
+    """The sub-workflow exists, the owner may use it, it is not the caller, the version exists."""
+    from workflows.models import Workflow
+
+    prefix = f"{field}." if field else ""
+    target = (
+        Workflow.objects.filter(pk=config["workflow_id"]).first() if is_uuid(config["workflow_id"]) else None
+    )
+    if target is None or not has_object_action(owner, target, "use"):
+        raise DefinitionInvalid("No workflow with this id that you may use.", field=f"{prefix}workflow_id")
+    if workflow is not None and target.pk == workflow.pk:
+        raise DefinitionInvalid("A workflow may not call itself.", field=f"{prefix}workflow_id")
+    if "version" in config and not target.versions.filter(version=config["version"]).exists():
+        raise DefinitionInvalid("The workflow has no such version.", field=f"{prefix}version")
+    if "inputs" in config and (problem := expressions.check(config["inputs"])):
+        raise DefinitionInvalid(problem, field=f"{prefix}inputs")
 
 
 def _run_body(ctx: StepContext, variables: dict, suffix: str) -> Done:
@@ -43,8 +78,10 @@ def _run_body(ctx: StepContext, variables: dict, suffix: str) -> Done:
 
 def _body_refs(config: dict) -> frozenset[str] | None:
     """What the node's own templates and its body read."""
-    body = config["node"]
     own = expressions.step_refs({key: value for key, value in config.items() if key != "node"})
+    body = config.get("node")
+    if body is None:  # a map over a sub-workflow: its inputs template is among the own ones
+        return own
     inner = registry.get(body["type"]).step_refs(body.get("config") or {})
     return None if own is None or inner is None else own | inner
 
@@ -57,15 +94,19 @@ def _add(total: Done, part: Done) -> None:
 
 class MapNode(NodeHandler):
     type = "map"
-    description = "Run a body node for each item of a list (at most `concurrency` at once); results in order."
+    description = (
+        "Run a body node, or a sub-workflow, for each item of a list (at most `concurrency` at "
+        "once); results in order."
+    )
     inline = True
     config_schema = {
         "type": "object",
-        "required": ["items", "node"],
+        "required": ["items"],
         "additionalProperties": False,
         "properties": {
             "items": {"type": ["string", "array"]},
             "node": BODY,
+            "workflow": SUB_WORKFLOW,
             "concurrency": {"type": "integer", "minimum": 1, "maximum": 32},
         },
     }
@@ -73,7 +114,14 @@ class MapNode(NodeHandler):
 
     def check(self, config, *, owner, workflow=None) -> None:
         super().check(config, owner=owner, workflow=workflow)
-        _check_body(config, owner=owner, workflow=workflow)
+        if ("node" in config) == ("workflow" in config):
+            raise DefinitionInvalid(
+                "Give either a body `node` or a sub-`workflow` to run per item.", field="node"
+            )
+        if "workflow" in config:
+            _check_sub_workflow(config["workflow"], owner=owner, workflow=workflow, field="workflow")
+        else:
+            _check_body(config, owner=owner, workflow=workflow)
 
     def step_refs(self, config) -> frozenset[str] | None:
         return _body_refs(config)
@@ -89,11 +137,17 @@ class MapNode(NodeHandler):
                 f"At most {settings.WORKFLOWS_MAX_MAP_ITEMS} items.", kind="limit", retryable=False
             )
 
+        def variables(index: int) -> dict:
+            return {**ctx.variables, "item": items[index], "index": index}
+
         def one(index: int) -> Done:
-            variables = {**ctx.variables, "item": items[index], "index": index}
-            return _run_body(ctx, variables, f":{index}")
+            return _run_body(ctx, variables(index), f":{index}")
 
         concurrency = min(ctx.config.get("concurrency", 1), max(len(items), 1))
+        if "workflow" in ctx.config:
+            template = ctx.config["workflow"].get("inputs") or {}
+            inputs = [ctx.render(template, variables(index)) for index in range(len(items))]
+            return self._wait_for_workflows(inputs, concurrency)
         if concurrency <= 1:
             results = [one(i) for i in range(len(items))]
         else:
@@ -102,6 +156,14 @@ class MapNode(NodeHandler):
         for result in results:
             _add(total, result)
         return total
+
+    @staticmethod
+    def _wait_for_workflows(inputs: list, concurrency: int) -> Done | Wait:
+        """The scheduler starts a child execution per item (`concurrency` at a time) as the step
+        waits, and ends the step when the last one ends."""
+        if not inputs:
+            return Done([])
+        return Wait("map", state={"map_inputs": inputs, "map_children": [], "map_concurrency": concurrency})
 
     @staticmethod
     def _parallel(one, count: int, concurrency: int) -> list[Done]:
@@ -174,33 +236,10 @@ class LoopNode(NodeHandler):
 class WorkflowNode(NodeHandler):
     type = "workflow"
     description = "Run another workflow as a child execution (depth-limited) and wait for its outputs."
-    config_schema = {
-        "type": "object",
-        "required": ["workflow_id"],
-        "additionalProperties": False,
-        "properties": {
-            "workflow_id": {"type": "string", "format": "uuid"},
-            "inputs": {"type": ["object", "string"]},
-            "version": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
-        },
-    }
-    template_fields = ("inputs",)
+    config_schema = SUB_WORKFLOW
 
     def check(self, config, *, owner, workflow=None) -> None:
-        from workflows.models import Workflow
-
-        target = (
-            Workflow.objects.filter(pk=config["workflow_id"]).first()
-            if is_uuid(config["workflow_id"])
-            else None
-        )
-        if target is None or not has_object_action(owner, target, "use"):
-            raise DefinitionInvalid("No workflow with this id that you may use.", field="workflow_id")
-        if workflow is not None and target.pk == workflow.pk:
-            raise DefinitionInvalid("A workflow may not call itself.", field="workflow_id")
-        if "version" in config and not target.versions.filter(version=config["version"]).exists():
-            raise DefinitionInvalid("The workflow has no such version.", field="version")
-        super().check(config, owner=owner, workflow=workflow)
+        _check_sub_workflow(config, owner=owner, workflow=workflow)
 
     def step_refs(self, config) -> frozenset[str] | None:
         return expressions.step_refs(config)
@@ -208,7 +247,13 @@ class WorkflowNode(NodeHandler):
     def run(self, ctx: StepContext) -> Wait:
         from workflows.engine.scheduler import child_execution_start
 
-        child = child_execution_start(ctx, inputs=ctx.render(ctx.config.get("inputs") or {}))
+        child = child_execution_start(
+            execution=ctx.execution,
+            step=ctx.step,
+            config=ctx.config,
+            inputs=ctx.render(ctx.config.get("inputs") or {}),
+            idempotency_key=ctx.idempotency_key,
+        )
         return Wait("workflow", state={"child_execution_id": str(child.pk)})
 
 
