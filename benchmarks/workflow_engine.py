@@ -60,6 +60,7 @@ from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from agentmesh.celery import app as celery_app  # noqa: E402
+from workflows.engine.nodes import Done, NodeHandler, registry  # noqa: E402
 
 TARGET_RATIO, TARGET_STEPS_PER_S, TARGET_FAN_S = 3.0, 200.0, 3.0
 
@@ -154,20 +155,39 @@ def bare_burst(queue: str, n: int) -> float:
 
 
 # --- the engine --------------------------------------------------------------------------------
-def noop(node_id: str) -> dict:
-    return {"id": node_id, "type": "transform", "config": {"template": 1}}
+class WorkerNoop(NodeHandler):
+    """A no-op step sent to a worker, as agent, tool and LLM steps are (it is not pure)."""
+
+    type = "bench_noop"
+
+    def step_refs(self, config) -> frozenset[str]:
+        return frozenset()
+
+    def run(self, ctx) -> Done:
+        return Done(1)
 
 
-def linear_definition(n: int) -> dict:
-    nodes = [noop(f"s{i}") for i in range(n)]
+registry.register(WorkerNoop())
+#: the no-op step kinds: `transform` is pure (evaluated where the run advances, no task);
+#: `worker` is a step each worker task runs (claim, handler, finish)
+NODE_TYPES = {"pure": "transform", "worker": WorkerNoop.type}
+
+
+def noop(node_id: str, kind: str) -> dict:
+    config = {"template": 1} if kind == "pure" else {}
+    return {"id": node_id, "type": NODE_TYPES[kind], "config": config}
+
+
+def linear_definition(n: int, kind: str) -> dict:
+    nodes = [noop(f"s{i}", kind) for i in range(n)]
     edges = [{"source": a["id"], "target": b["id"]} for a, b in itertools.pairwise(nodes)]
     return {"nodes": nodes, "edges": edges}
 
 
-def fan_definition(n: int) -> dict:
-    branches = [noop(f"b{i}") for i in range(n)]
+def fan_definition(n: int, kind: str) -> dict:
+    branches = [noop(f"b{i}", kind) for i in range(n)]
     return {
-        "nodes": [noop("start"), *branches, noop("join")],
+        "nodes": [noop("start", kind), *branches, noop("join", kind)],
         "edges": [{"source": "start", "target": b["id"]} for b in branches]
         + [{"source": b["id"], "target": "join"} for b in branches],
     }
@@ -282,6 +302,73 @@ def print_attribution(attribution: dict, n: int) -> None:
         print(f"  {len(v) / n:5.2f} x {key:45s} {sum(v) * 1000 / n:6.3f} ms/step")
 
 
+def measure(queue: str, user, kind: str, args) -> None:
+    """(a), (b) and (c) with no-op steps of `kind`, interleaved with the bare Celery figures."""
+    from workflows import services
+
+    linear = services.workflow_create(
+        owner=user, name=f"linear-{kind}", definition=linear_definition(args.steps, kind)
+    )
+    fan = services.workflow_create(
+        owner=user, name=f"fan-{kind}", definition=fan_definition(args.branches, kind)
+    )
+    small = services.workflow_create(
+        owner=user, name=f"small-{kind}", definition=linear_definition(args.run_steps, kind)
+    )
+    # warm-up (and the worker is up): imports, connections, first queries of every pool process
+    bare_chain(queue, 50)
+    bare_burst(queue, 100)
+    run_to_end(small, user)
+
+    hops, per_step, per_step_wall, fans, fan_db, phases = [], [], [], [], [], []
+    for _ in range(args.repeat):  # interleaved, so both see the same machine load
+        hops.append(bare_chain(queue, args.hops))
+        wall, done = run_to_end(linear, user)
+        per_step.append(done.duration_ms / args.steps)
+        per_step_wall.append(wall * 1000 / args.steps)
+        phases.append(step_phases(done))
+        wall, done = run_to_end(fan, user)
+        fans.append(wall)
+        fan_db.append(done.duration_ms / 1000)
+    burst = bare_burst(queue, args.burst)
+    steps_per_s, batch_s = throughput(small, user, args.runs, args.run_steps)
+    burst_after = bare_burst(queue, args.burst)
+    attribution = attribute(linear, user, args.steps, profile=args.profile)
+
+    print(f"\n== {kind} no-op steps (`{NODE_TYPES[kind]}`)\n")
+    hop = statistics.median(hops)
+    step = statistics.median(per_step)
+    print(f"| {'measurement':62s} | {'value':>12s} |")
+    print(f"|{'-' * 64}|{'-' * 13}:|")
+    rows = [
+        (f"bare Celery hop, chain of {args.hops} (ms/hop)", f"{hop:.2f}"),
+        (f"bare Celery burst of {args.burst} no-op tasks (tasks/s)", f"{burst:.0f} / {burst_after:.0f}"),
+        (f"(a) linear {args.steps} no-op steps, DB started->finished (ms/step)", f"{step:.2f}"),
+        (f"(a) linear {args.steps} no-op steps, wall execute->seen (ms/step)", f"{statistics.median(per_step_wall):.2f}"),
+        ("(a) per-step latency / bare hop", f"{step / hop:.1f}x"),
+        ("(a)   of which queued: row created -> claimed (ms, median)", f"{statistics.median(p['queued'] for p in phases):.2f}"),
+        ("(a)   of which running: claimed -> finished (ms, median)", f"{statistics.median(p['running'] for p in phases):.2f}"),
+        (f"(b) fan-out/fan-in {args.branches} branches, wall (s)", f"{statistics.median(fans):.2f}"),
+        (f"(b) fan-out/fan-in {args.branches} branches, DB started->finished (s)", f"{statistics.median(fan_db):.2f}"),
+        (f"(c) {args.runs} runs x {args.run_steps} steps at once (steps/s)", f"{steps_per_s:.0f}"),
+        ("(c) batch wall time (s)", f"{batch_s:.2f}"),
+        ("eager in-process, same linear workflow (ms/step, no broker)", f"{attribution['ms_per_step']:.2f}"),
+    ]  # fmt: skip
+    for label, value in rows:
+        print(f"| {label:62s} | {value:>12s} |")
+    print(f"\nall (a) ms/step: {', '.join(f'{v:.2f}' for v in per_step)};  bare ms/hop: "
+          f"{', '.join(f'{v:.2f}' for v in hops)};  (b) s: {', '.join(f'{v:.2f}' for v in fans)}")  # fmt: skip
+    verdict = lambda ok: "MET" if ok else "NOT MET"  # noqa: E731
+    print(
+        f"\ntargets: per-step <= {TARGET_RATIO:g}x bare hop: {verdict(step <= TARGET_RATIO * hop)} "
+        f"({step / hop:.1f}x);  >= {TARGET_STEPS_PER_S:g} steps/s: "
+        f"{verdict(steps_per_s >= TARGET_STEPS_PER_S)} ({steps_per_s:.0f});  fan-out/in < "
+        f"{TARGET_FAN_S:g} s: {verdict(statistics.median(fans) < TARGET_FAN_S)} "
+        f"({statistics.median(fans):.2f} s)"
+    )
+    print_attribution(attribution, args.steps)
+
+
 # --- main --------------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -294,6 +381,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="repetitions of (a), (b) and the bare chain")
     parser.add_argument("--profile", action="store_true", help="cProfile the eager run")
     parser.add_argument("--concurrency", type=int, default=2, help="worker pool processes")
+    parser.add_argument(
+        "--node",
+        choices=["both", *NODE_TYPES],
+        default="both",
+        help="the no-op steps: pure (transform, evaluated in place) or worker (a task each)",
+    )
     parser.add_argument(
         "--eager-only", action="store_true", help="only the eager SQL attribution (no worker, quick)"
     )
@@ -328,37 +421,17 @@ def main() -> None:
     settings.WORKFLOWS_MAX_RUNNING_PER_WORKFLOW = max(settings.WORKFLOWS_MAX_RUNNING_PER_WORKFLOW, args.runs)
     try:
         user = User.objects.create(username="bench", email="bench@example.com", role=Role.DEVELOPER)
-        linear = services.workflow_create(owner=user, name="linear", definition=linear_definition(args.steps))
-        fan = services.workflow_create(owner=user, name="fan", definition=fan_definition(args.branches))
-        small = services.workflow_create(
-            owner=user, name="small", definition=linear_definition(args.run_steps)
-        )
+        kinds = list(NODE_TYPES) if args.node == "both" else [args.node]
         if args.eager_only:
-            attribution = attribute(linear, user, args.steps, profile=args.profile)
-            print_attribution(attribution, args.steps)
+            for kind in kinds:
+                linear = services.workflow_create(
+                    owner=user, name=f"linear-{kind}", definition=linear_definition(args.steps, kind)
+                )
+                print(f"\n== {kind} no-op steps ({NODE_TYPES[kind]})")
+                print_attribution(attribute(linear, user, args.steps, profile=args.profile), args.steps)
             return
         if worker.poll() is not None:
             raise RuntimeError(log_path.read_text()[-3000:])
-        # warm-up (and the worker is up): imports, connections, first queries of every pool process
-        bare_chain(queue, 50)
-        bare_burst(queue, 100)
-        run_to_end(small, user)
-
-        hops, per_step, per_step_wall, fans, fan_db, phases = [], [], [], [], [], []
-        for _ in range(args.repeat):  # interleaved, so both see the same machine load
-            hops.append(bare_chain(queue, args.hops))
-            wall, done = run_to_end(linear, user)
-            per_step.append(done.duration_ms / args.steps)
-            per_step_wall.append(wall * 1000 / args.steps)
-            phases.append(step_phases(done))
-            wall, done = run_to_end(fan, user)
-            fans.append(wall)
-            fan_db.append(done.duration_ms / 1000)
-        burst = bare_burst(queue, args.burst)
-        steps_per_s, batch_s = throughput(small, user, args.runs, args.run_steps)
-        burst_after = bare_burst(queue, args.burst)
-        attribution = attribute(linear, user, args.steps, profile=args.profile)
-
         version = (
             f"PostgreSQL {connection.pg_version // 10000}" if connection.vendor == "postgresql" else "SQLite"
         )
@@ -370,39 +443,10 @@ def main() -> None:
         print(
             f"workers: 1 celery worker, prefork -c {args.concurrency}, prefetch 1, acks_late; "
             f"db connection per task: {'kept' if args.reuse_db_connections else 'new'}; "
-            f"repeat {args.repeat} (median shown)\n"
+            f"repeat {args.repeat} (median shown)"
         )
-        hop = statistics.median(hops)
-        step = statistics.median(per_step)
-        print(f"| {'measurement':62s} | {'value':>12s} |")
-        print(f"|{'-' * 64}|{'-' * 13}:|")
-        rows = [
-            (f"bare Celery hop, chain of {args.hops} (ms/hop)", f"{hop:.2f}"),
-            (f"bare Celery burst of {args.burst} no-op tasks (tasks/s)", f"{burst:.0f} / {burst_after:.0f}"),
-            (f"(a) linear {args.steps} no-op steps, DB started->finished (ms/step)", f"{step:.2f}"),
-            (f"(a) linear {args.steps} no-op steps, wall execute->seen (ms/step)", f"{statistics.median(per_step_wall):.2f}"),
-            ("(a) per-step latency / bare hop", f"{step / hop:.1f}x"),
-            ("(a)   of which queued: row created -> claimed (ms, median)", f"{statistics.median(p['queued'] for p in phases):.2f}"),
-            ("(a)   of which running: claimed -> finished (ms, median)", f"{statistics.median(p['running'] for p in phases):.2f}"),
-            (f"(b) fan-out/fan-in {args.branches} branches, wall (s)", f"{statistics.median(fans):.2f}"),
-            (f"(b) fan-out/fan-in {args.branches} branches, DB started->finished (s)", f"{statistics.median(fan_db):.2f}"),
-            (f"(c) {args.runs} runs x {args.run_steps} steps at once (steps/s)", f"{steps_per_s:.0f}"),
-            ("(c) batch wall time (s)", f"{batch_s:.2f}"),
-            ("eager in-process, same linear workflow (ms/step, no broker)", f"{attribution['ms_per_step']:.2f}"),
-        ]  # fmt: skip
-        for label, value in rows:
-            print(f"| {label:62s} | {value:>12s} |")
-        print(f"\nall (a) ms/step: {', '.join(f'{v:.2f}' for v in per_step)};  bare ms/hop: "
-              f"{', '.join(f'{v:.2f}' for v in hops)};  (b) s: {', '.join(f'{v:.2f}' for v in fans)}")  # fmt: skip
-        verdict = lambda ok: "MET" if ok else "NOT MET"  # noqa: E731
-        print(
-            f"\ntargets: per-step <= {TARGET_RATIO:g}x bare hop: {verdict(step <= TARGET_RATIO * hop)} "
-            f"({step / hop:.1f}x);  >= {TARGET_STEPS_PER_S:g} steps/s: "
-            f"{verdict(steps_per_s >= TARGET_STEPS_PER_S)} ({steps_per_s:.0f});  fan-out/in < "
-            f"{TARGET_FAN_S:g} s: {verdict(statistics.median(fans) < TARGET_FAN_S)} "
-            f"({statistics.median(fans):.2f} s)"
-        )
-        print_attribution(attribution, args.steps)
+        for kind in kinds:
+            measure(queue, user, kind, args)
     finally:
         if worker is not None:
             worker.terminate()

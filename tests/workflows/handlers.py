@@ -2,6 +2,7 @@
 
 import time
 
+from workflows.engine import expressions
 from workflows.engine.nodes import Done, NodeHandler, StepError, registry
 
 CALLS: dict[str, int] = {}
@@ -19,6 +20,19 @@ class FlakyNode(NodeHandler):
         if CALLS[ctx.node["id"]] <= ctx.config.get("fail_times", 0):
             raise StepError(f"flaky failure on attempt {ctx.step.attempt}")
         return Done({"attempt": ctx.step.attempt}, input_tokens=3, output_tokens=4)
+
+
+class EchoNode(NodeHandler):
+    """Answers its rendered `value`: a no-op step like `transform`, but run by a worker."""
+
+    type = "test_echo"
+    config_schema = {"type": "object", "properties": {"value": {}}}
+
+    def step_refs(self, config):
+        return expressions.step_refs(config)
+
+    def run(self, ctx):
+        return Done(ctx.render(ctx.config.get("value")))
 
 
 class SleepNode(NodeHandler):
@@ -41,5 +55,5 @@ class CrashNode(NodeHandler):
         raise KeyError("boom")
 
 
-for handler in (FlakyNode(), SleepNode(), CrashNode()):
+for handler in (FlakyNode(), EchoNode(), SleepNode(), CrashNode()):
     registry.register(handler)

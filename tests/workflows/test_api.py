@@ -104,7 +104,11 @@ def test_invalid_update_leaves_the_workflow_and_versions_alone(client_for, devel
 
 
 # --- execute -------------------------------------------------------------------------------------
-def test_execute_async_is_202_and_runs(client_for, developer, workflow, django_capture_on_commit_callbacks):
+def test_execute_async_is_202_and_runs(client_for, developer, django_capture_on_commit_callbacks):
+    definition = linear(
+        {"id": "a", "type": "test_flaky", "config": {}}, outputs={"n": "{{ steps.a.output.attempt }}"}
+    )
+    workflow = services.workflow_create(owner=developer, name="worker-step", definition=definition)
     with django_capture_on_commit_callbacks(execute=True):
         response = client_for(developer).post(
             url("workflow-execute", workflow.pk), {"inputs": {"n": 4}}, format="json"
@@ -112,10 +116,25 @@ def test_execute_async_is_202_and_runs(client_for, developer, workflow, django_c
     assert response.status_code == 202, response.json()
     body = response.json()
     assert body["status"] == "running" and body["version"] == 1 and body["steps"][0]["node_id"] == "a"
+    assert body["steps"][0]["status"] == "queued"  # sent to a worker, run after the answer
     execution = WorkflowExecution.objects.get(pk=body["id"])
-    assert execution.status == "succeeded" and execution.outputs == {"n": 4}
+    assert execution.status == "succeeded" and execution.outputs == {"n": 1}
     detail = client_for(developer).get(url("execution-detail", execution.pk)).json()
-    assert detail["status"] == "succeeded" and detail["steps"][0]["output"] == 4
+    assert detail["status"] == "succeeded" and detail["steps"][0]["output"] == {"attempt": 1}
+
+
+def test_execute_async_of_pure_nodes_is_202_and_already_done(client_for, developer, workflow):
+    """Transform, condition and output steps are evaluated where the run advances, not by a worker."""
+    response = client_for(developer).post(
+        url("workflow-execute", workflow.pk), {"inputs": {"n": 4}}, format="json"
+    )
+    assert response.status_code == 202, response.json()
+    body = response.json()
+    assert (body["status"], body["outputs"], body["steps"][0]["status"]) == (
+        "succeeded",
+        {"n": 4},
+        "succeeded",
+    )
 
 
 @pytest.mark.django_db(transaction=True)

@@ -108,8 +108,12 @@ def test_a_handler_that_reads_the_variables_itself_sees_every_finished_step(make
 
 
 # --- SQL per step --------------------------------------------------------------------------------
-def _queries_of_a_run(make_workflow, engine, steps: int) -> list[str]:
-    nodes = [transform("s0", 1), *(transform(f"s{i}", "{{ steps.s0.output }}") for i in range(1, steps))]
+def echo(node_id: str, value) -> dict:
+    return {"id": node_id, "type": "test_echo", "config": {"value": value}}
+
+
+def _queries_of_a_run(make_workflow, engine, steps: int, node=echo) -> list[str]:
+    nodes = [node("s0", 1), *(node(f"s{i}", "{{ steps.s0.output }}") for i in range(1, steps))]
     workflow = make_workflow(linear(*nodes))
     scheduler.version_graph(WorkflowVersion.objects.get(workflow=workflow).pk)  # loaded once per process
     with CaptureQueriesContext(connection) as queries:
@@ -119,29 +123,48 @@ def _queries_of_a_run(make_workflow, engine, steps: int) -> list[str]:
     return [query["sql"] for query in queries]
 
 
-def test_queries_per_step_are_few_and_do_not_grow_with_the_run(make_workflow, engine, settings):
-    settings.OBSERVABILITY_FLUSH_SECONDS = 3600  # spans wait in the write buffer: engine queries only
-    small = len(_queries_of_a_run(make_workflow, engine, 5))
-    medium = len(_queries_of_a_run(make_workflow, engine, 15))
-    large = len(_queries_of_a_run(make_workflow, engine, 35))
+def _per_step(make_workflow, engine, node) -> float:
+    small = len(_queries_of_a_run(make_workflow, engine, 5, node))
+    medium = len(_queries_of_a_run(make_workflow, engine, 15, node))
+    large = len(_queries_of_a_run(make_workflow, engine, 35, node))
     per_step = (medium - small) / 10
     assert per_step == (large - medium) / 20  # the same for step 6 as for step 36
-    # read + claim the step, read the one step result it references, lock the execution,
-    # write the step, create the next; and the savepoint (2) around the finish in a test
-    assert per_step <= 8
+    return per_step
+
+
+def test_queries_per_step_are_few_and_do_not_grow_with_the_run(make_workflow, engine, settings):
+    settings.OBSERVABILITY_FLUSH_SECONDS = 3600  # spans wait in the write buffer: engine queries only
+    # a worker's step: read + claim the step, read the one step result it references, lock the
+    # execution, write the step, create the next; and the savepoint (2) around the finish in a test
+    assert _per_step(make_workflow, engine, echo) <= 8
+    # a pure step, evaluated where the run advances: read the result it references, write the
+    # step, create the next (no claim, no lock of its own, no task)
+    assert _per_step(make_workflow, engine, transform) == 3
 
 
 def test_a_step_reads_one_step_row_whatever_the_length_of_the_run(make_workflow, engine, settings):
     settings.OBSERVABILITY_FLUSH_SECONDS = 3600
 
-    def step_reads(steps: int) -> int:
-        queries = _queries_of_a_run(make_workflow, engine, steps)
+    def step_reads(steps: int, node) -> int:
+        queries = _queries_of_a_run(make_workflow, engine, steps, node)
         return sum(
             1 for sql in queries if sql.startswith("SELECT") and 'FROM "workflows_stepexecution"' in sql
         )
 
-    # per step: its own row (the claim) and the one result its template references
-    assert step_reads(20) - step_reads(10) == 2 * 10
+    # per worker step: its own row (the claim) and the one result its template references
+    assert step_reads(20, echo) - step_reads(10, echo) == 2 * 10
+    # per pure step: the one result
+    assert step_reads(20, transform) - step_reads(10, transform) == 10
+
+
+def test_a_run_of_pure_steps_sends_no_task(make_workflow, engine, monkeypatch):
+    sent = []
+    monkeypatch.setattr(scheduler, "_send", lambda task, args, options: sent.append(task.name))
+    execution = engine.execute(
+        make_workflow(linear(transform("a", 1), transform("b", "{{ steps.a.output + 1 }}")))
+    )
+    assert (execution.status, steps_of(execution)["b"].output) == (ExecutionStatus.SUCCEEDED, 2)
+    assert "workflows.tasks.run_step" not in sent
 
 
 # --- guarantees behind the shortcuts ------------------------------------------------------------

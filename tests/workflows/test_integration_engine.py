@@ -229,8 +229,11 @@ def test_fan_out_of_50_branches_joins_exactly_once(two_workers, developer):
     assert steps.count() == 52 and steps.filter(status="succeeded").count() == 52
     per_node = Counter(steps.values_list("node_id", flat=True))
     assert set(per_node.values()) == {1}  # no node got a second row
-    assert set(steps.values_list("dispatches", flat=True)) == {1}  # each claimed once
-    pools = set(steps.values_list("worker", flat=True))
+    branches = steps.filter(node_type="test_sleep")
+    assert set(branches.values_list("dispatches", flat=True)) == {1}  # each claimed once
+    pure = steps.exclude(node_type="test_sleep")  # start and join: evaluated in place, no claim
+    assert set(pure.values_list("dispatches", flat=True)) == {0}
+    pools = set(branches.values_list("worker", flat=True))
     assert len(pools) == 2, pools  # both worker processes took branches
 
 

@@ -99,7 +99,12 @@ class WorkflowViewSet(ServiceBackedViewSet):
             execution = services.execution_wait(
                 execution=execution, timeout=values.get("wait_seconds", float("inf"))
             )
-        code = status.HTTP_200_OK if execution.finished else status.HTTP_202_ACCEPTED
+        # async: 202 even when the run has already ended (pure nodes only are evaluated in place)
+        code = (
+            status.HTTP_200_OK
+            if values["mode"] == "sync" and execution.finished
+            else status.HTTP_202_ACCEPTED
+        )
         return Response(WorkflowExecutionDetailSerializer(_detail(execution)).data, status=code)
 
     @extend_schema(

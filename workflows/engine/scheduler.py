@@ -3,7 +3,9 @@
 * Start: an execution is created `queued` and admitted (`running`) when the per-workflow and
   global concurrency limits allow, oldest first; admission creates the start step.
 * A step runs in a task: it is claimed with a conditional UPDATE (queued, or running with an
-  expired lease), so a redelivered message whose attempt already finished does nothing. The
+  expired lease), so a redelivered message whose attempt already finished does nothing. While
+  the handler runs, a thread renews the lease (a heartbeat every WORKFLOWS_HEARTBEAT_SECONDS,
+  lasting three beats), so a dead worker's step is noticed in seconds, not after its timeout. The
   handler runs outside any transaction; its result is written by `_step_finish`, which locks
   the execution row (`select_for_update`), records the step and advances the graph in the same
   transaction: a node becomes ready when every incoming edge is resolved and at least one was
@@ -16,8 +18,9 @@
   execution with only waiting steps is `waiting`.
 * Terminal states never change; every status change goes through `transition`.
 * The reaper (`reap`, a beat task) times out runs past their deadline, re-dispatches steps whose
-  lease expired (their worker died) or whose message was lost, wakes due delays, times out
-  approvals and admits queued runs.
+  lease expired (their worker died), that overran their timeout + grace though their heartbeat
+  goes on (a hung handler) or whose message was lost, wakes due delays, times out approvals and
+  admits queued runs.
 """
 
 from __future__ import annotations
@@ -27,7 +30,11 @@ import json
 import logging
 import random
 import socket
+import threading
 import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from datetime import timedelta
 from decimal import Decimal
@@ -35,7 +42,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
@@ -288,6 +295,7 @@ def execution_start(
     except IntegrityError:  # the same key raced us: the other request's execution wins
         return WorkflowExecution.objects.get(workflow=workflow, user=user, idempotency_key=key), False
     _admit(execution.pk)
+    buffer.flush_if_due()  # the spans of steps evaluated in place (outside a request or task too)
     return execution_refresh(execution), True
 
 
@@ -296,9 +304,18 @@ def execution_refresh(execution: WorkflowExecution) -> WorkflowExecution:
     return execution
 
 
+ADMISSION_LOCK = int.from_bytes(b"wf-admit")  # a PostgreSQL advisory lock key (bigint)
+
+
 def _has_capacity(execution: WorkflowExecution) -> bool:
+    """Called in `_admit`'s transaction (the lock it takes lasts until that ends)."""
     if execution.depth > 0:
         return True  # a child holds no slot of its own: its parent waits for it
+    if connection.vendor == "postgresql":
+        # Admissions of other workflows (their rows are not locked) wait until this transaction
+        # ends, so the global count below sees them. SQLite serializes writers anyway.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADMISSION_LOCK])
     active = WorkflowExecution.objects.filter(status__in=ACTIVE_EXECUTION_STATUSES, depth=0)
     if active.count() >= settings.WORKFLOWS_MAX_RUNNING:
         return False
@@ -459,6 +476,8 @@ def _advance(execution: WorkflowExecution, changed: StepExecution | None = None)
         return
     graph = _graph(execution)
     ready = _advance_all(execution, graph) if changed is None else _advance_from(execution, graph, changed)
+    if ready:
+        ready = _evaluate_pure_steps(execution, graph, ready)
     if ready is None or execution.finished:
         return
     if ready:
@@ -480,6 +499,31 @@ def _advance(execution: WorkflowExecution, changed: StepExecution | None = None)
         execution.save(update_fields=["status", "updated_at"])
     for step in ready:
         _dispatch_step(step, graph.nodes[step.node_id])
+
+
+def _evaluate_pure_steps(
+    execution: WorkflowExecution, graph: Graph, ready: list[StepExecution]
+) -> list[StepExecution] | None:
+    """Run the ready steps of pure nodes here (see `NodeHandler.pure`), then the steps they
+    make ready, in turn; each is recorded like a worker's step. The steps left for workers, or
+    None when the run ended."""
+    pending = deque(ready)
+    dispatch: list[StepExecution] = []
+    while pending:
+        step = pending.popleft()
+        node = graph.nodes[step.node_id]
+        if not registry.get(node["type"]).pure:
+            dispatch.append(step)
+            continue
+        transition(step, S.RUNNING)
+        step.started_at, step.worker = timezone.now(), _worker_name("")
+        result, step_input, duration_ms = _run_handler(execution, step, node)
+        changed = _record_result(execution, step, result, duration_ms=duration_ms, step_input=step_input)
+        more = _advance_from(execution, graph, changed)
+        if more is None or execution.finished:
+            return None
+        pending.extend(more)
+    return dispatch
 
 
 def _fails_run(graph: Graph, step) -> bool:
@@ -756,33 +800,46 @@ def _worker_name(worker: str) -> str:
     return (worker or socket.gethostname())[:200]
 
 
-def step_run(step_id, *, worker: str = "") -> str | None:
-    """Claim and run one step attempt (the task's body). A step that is no longer claimable
-    (finished, or running elsewhere under a live lease) is left alone."""
-    now = timezone.now()
-    step = StepExecution.objects.select_related("execution").filter(pk=step_id).first()
-    if step is None:
-        return None
-    execution = step.execution
-    if execution.finished:
-        StepExecution.objects.filter(pk=step.pk, status=S.QUEUED).update(status=S.CANCELLED, finished_at=now)
-        return None
+def _lease_ttl() -> timedelta:
+    """How long a claim holds without a heartbeat: three beats, so one late beat loses nothing."""
+    return timedelta(seconds=3 * settings.WORKFLOWS_HEARTBEAT_SECONDS)
+
+
+@contextmanager
+def _heartbeat(step: StepExecution) -> Iterator[None]:
+    """Renew the lease of the claimed `step` every WORKFLOWS_HEARTBEAT_SECONDS while the block
+    runs, from a thread with a database connection of its own. The UPDATE applies only while
+    this claim holds (running, same dispatch count): it never revives a re-dispatched step."""
+    claim = StepExecution.objects.filter(pk=step.pk, status=S.RUNNING, dispatches=step.dispatches)
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(settings.WORKFLOWS_HEARTBEAT_SECONDS):
+                try:
+                    if not claim.update(lease_expires_at=timezone.now() + _lease_ttl()):
+                        return  # re-dispatched or gone: the claim is lost
+                except Exception:  # the step goes on; if beats keep failing, it is re-dispatched
+                    logger.warning("could not renew the lease of step %s", step.pk, exc_info=True)
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=beat, name=f"step-heartbeat-{step.pk}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _run_handler(
+    execution: WorkflowExecution, step: StepExecution, node: dict, *, beat=None
+) -> tuple[Done | Wait | StepError, Any, float]:
+    """Run the node's handler for `step` in a step span: (result, rendered input, ms). Never
+    raises for what the handler does (a crash is an internal StepError)."""
     graph = _graph(execution)
-    node = graph.nodes[step.node_id]
     timeout = step_timeout(node)
-    claimable = Q(status=S.QUEUED) | Q(status=S.RUNNING, lease_expires_at__lt=now)
-    claim = {
-        "status": S.RUNNING,
-        "started_at": now,
-        "worker": _worker_name(worker),
-        "lease_expires_at": now + timedelta(seconds=timeout + settings.WORKFLOWS_LEASE_GRACE_SECONDS),
-        "dispatches": step.dispatches + 1,
-    }
-    # Optimistic: only if nobody claimed it since we read it (dispatches unchanged).
-    if not StepExecution.objects.filter(claimable, pk=step.pk, dispatches=step.dispatches).update(**claim):
-        return None
-    for name, value in claim.items():
-        setattr(step, name, value)
     variables = _variables(
         execution, _step_results(execution, graph.node_refs(step.node_id), finished_only=True)
     )
@@ -814,7 +871,8 @@ def step_run(step_id, *, worker: str = "") -> str | None:
     depth_token = current_depth.set(execution.depth)
     with use_span(handle):
         try:
-            result = handler.run(ctx)
+            with beat or nullcontext():
+                result = handler.run(ctx)
             if isinstance(result, Done) and time.perf_counter() - t0 > timeout:
                 result = StepError(f"The step did not finish within {timeout}s.", kind="timeout")
         except StepError as exc:
@@ -841,9 +899,41 @@ def step_run(step_id, *, worker: str = "") -> str | None:
         status="error" if isinstance(result, StepError) else "ok",
         error=str(result) if isinstance(result, StepError) else "",
     )
-    status = _step_finish(
-        execution.pk, step, result, duration_ms=duration_ms, step_input=_jsonable(step_input)
-    )
+    return result, _jsonable(step_input), duration_ms
+
+
+def step_run(step_id, *, worker: str = "") -> str | None:
+    """Claim and run one step attempt (the task's body). A step that is no longer claimable
+    (finished, or running elsewhere under a live lease) is left alone."""
+    from agentmesh.celery import app
+
+    now = timezone.now()
+    step = StepExecution.objects.select_related("execution").filter(pk=step_id).first()
+    if step is None:
+        return None
+    execution = step.execution
+    if execution.finished:
+        StepExecution.objects.filter(pk=step.pk, status=S.QUEUED).update(status=S.CANCELLED, finished_at=now)
+        return None
+    graph = _graph(execution)
+    node = graph.nodes[step.node_id]
+    claimable = Q(status=S.QUEUED) | Q(status=S.RUNNING, lease_expires_at__lt=now)
+    claim = {
+        "status": S.RUNNING,
+        "started_at": now,
+        "worker": _worker_name(worker),
+        "lease_expires_at": now + _lease_ttl(),
+        "dispatches": step.dispatches + 1,
+    }
+    # Optimistic: only if nobody claimed it since we read it (dispatches unchanged).
+    if not StepExecution.objects.filter(claimable, pk=step.pk, dispatches=step.dispatches).update(**claim):
+        return None
+    for name, value in claim.items():
+        setattr(step, name, value)
+    # Eager (tests): nothing reaps meanwhile, and a second writer would lock SQLite.
+    beat = None if app.conf.task_always_eager else _heartbeat(step)
+    result, step_input, duration_ms = _run_handler(execution, step, node, beat=beat)
+    status = _step_finish(execution.pk, step, result, duration_ms=duration_ms, step_input=step_input)
     buffer.flush_if_due()  # a worker's task_postrun does this too; eager runs (tests) have only this
     return status
 
@@ -900,6 +990,15 @@ def _step_finish(
 def _step_record(
     execution: WorkflowExecution, step: StepExecution, result, *, duration_ms: float, step_input: Any
 ) -> str:
+    changed = _record_result(execution, step, result, duration_ms=duration_ms, step_input=step_input)
+    _advance(execution, changed)
+    return step.status
+
+
+def _record_result(
+    execution: WorkflowExecution, step: StepExecution, result, *, duration_ms: float, step_input: Any
+) -> StepExecution:
+    """Write the attempt's result; the node's latest attempt after it (a retry, or `step`)."""
     node = _graph(execution).nodes[step.node_id]
     step.input = step_input
     step.duration_ms = duration_ms
@@ -921,8 +1020,7 @@ def _step_record(
             retry = _step_waits(execution, step, node, result)
     else:
         retry = _step_failed(execution, step, node, result)
-    _advance(execution, retry or step)
-    return step.status
+    return retry or step
 
 
 def _step_succeeded(execution: WorkflowExecution, step: StepExecution, result: Done) -> None:
@@ -1239,6 +1337,31 @@ def execution_retry(*, execution: WorkflowExecution, actor) -> WorkflowExecution
     return execution_refresh(retry)
 
 
+def _step_lost(lease_expires_at, started_at, node: dict, now) -> bool:
+    """A running step's worker died (its lease ran out), or its handler hangs while its heartbeat
+    goes on: past timeout + grace, when Celery's time limits would have ended a healthy task."""
+    if lease_expires_at is not None and lease_expires_at < now:
+        return True
+    limit = timedelta(seconds=step_timeout(node) + settings.WORKFLOWS_LEASE_GRACE_SECONDS)
+    return started_at is not None and started_at + limit < now
+
+
+def _lost_steps(now, batch: int) -> list[tuple]:
+    """(step id, execution id) of at most `batch` lost running steps of active executions."""
+    running = StepExecution.objects.filter(execution__status__in=ACTIVE_EXECUTION_STATUSES, status=S.RUNNING)
+    lost = list(running.filter(lease_expires_at__lt=now).values_list("pk", "execution_id")[:batch])
+    # A node's timeout is in its graph, not in the row: check each step running longer than the
+    # grace here (few: one per busy worker slot, plus orphans).
+    grace = timedelta(seconds=settings.WORKFLOWS_LEASE_GRACE_SECONDS)
+    longer = running.exclude(lease_expires_at__lt=now).filter(started_at__lt=now - grace)
+    for step_id, execution_id, version_id, node_id, lease, started_at in longer.values_list(
+        "pk", "execution_id", "execution__version_id", "node_id", "lease_expires_at", "started_at"
+    ):
+        if len(lost) < batch and _step_lost(lease, started_at, version_graph(version_id).nodes[node_id], now):
+            lost.append((step_id, execution_id))
+    return lost
+
+
 def reap(*, now=None, batch: int = 500) -> dict:
     """Recover what crashes and lost messages left behind; see the module docstring."""
     from ..tasks import run_step
@@ -1253,14 +1376,13 @@ def reap(*, now=None, batch: int = 500) -> dict:
                 _finish(execution, E.TIMED_OUT, error="The run exceeded its deadline.")
                 counts["timed_out"] += 1
     active = Q(execution__status__in=ACTIVE_EXECUTION_STATUSES)
-    expired = StepExecution.objects.filter(active, status=S.RUNNING, lease_expires_at__lt=now)
-    for step_id, execution_id in list(expired.values_list("pk", "execution_id")[:batch]):
+    for step_id, execution_id in _lost_steps(now, batch):
         with transaction.atomic():
             execution = _lock(execution_id)
             step = StepExecution.objects.select_for_update().get(pk=step_id)
-            if step.status != S.RUNNING or not step.lease_expires_at or step.lease_expires_at >= now:
-                continue
             node = _graph(execution).nodes[step.node_id]
+            if step.status != S.RUNNING or not _step_lost(step.lease_expires_at, step.started_at, node, now):
+                continue
             if step.dispatches > settings.WORKFLOWS_MAX_REDISPATCHES:
                 step.lease_expires_at = None
                 message = f"The step lost its worker or overran its timeout {step.dispatches} times."

@@ -104,6 +104,10 @@ class NodeHandler:
     config_schema: dict = {"type": "object"}
     #: may be the body of a map or loop node (runs to completion within the step)
     inline: bool = False
+    #: computes its output from the run's data alone (no I/O, no waiting, quick): the scheduler
+    #: evaluates it where the graph advances, under the run's lock, instead of sending it to a
+    #: worker (workflow logic in place, work in workers)
+    pure: bool = False
     #: expressions in the config, checked on save (paths into the config)
     template_fields: tuple[str, ...] = ()
 

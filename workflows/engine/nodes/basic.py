@@ -13,6 +13,7 @@ LABEL = {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,64}$"}
 class ConditionNode(NodeHandler):
     type = "condition"
     description = "if / elif / else: the first branch whose `when` holds is taken (else `default`)."
+    pure = True
     config_schema = {
         "type": "object",
         "required": ["branches"],
@@ -62,6 +63,7 @@ class ConditionNode(NodeHandler):
 class TransformNode(NodeHandler):
     type = "transform"
     description = "Build a value with a template (any JSON with expressions) or a JMESPath query."
+    pure = True
     inline = True
     config_schema = {
         "type": "object",
@@ -100,6 +102,7 @@ class TransformNode(NodeHandler):
 class OutputNode(NodeHandler):
     type = "output"
     description = "A value of the workflow's result (used when the definition has no `outputs` mapping)."
+    pure = True
     config_schema = {
         "type": "object",
         "required": ["value"],
