@@ -509,6 +509,37 @@ def test_reaper_resends_a_queued_step_whose_message_was_lost(make_workflow, deve
     assert execution.status == ExecutionStatus.SUCCEEDED
 
 
+@pytest.mark.parametrize("node", ["workflow", "map"])
+def test_reaper_tells_a_waiting_parent_whose_childs_message_was_lost(
+    make_workflow, engine, monkeypatch, developer, node
+):
+    child = make_workflow(linear(approval()), name="child")
+    call = {"workflow_id": str(child.pk)}
+    if node == "workflow":
+        definition = linear({"id": "call", "type": "workflow", "config": call})
+    else:
+        definition = linear({"id": "call", "type": "map", "config": {"items": [1, 2], "workflow": call}})
+    parent = make_workflow(definition, name="parent")
+    send = scheduler._send
+
+    def lossy_send(task, args, options):  # the broker loses every "child finished" message
+        if not task.name.endswith("child_finished_task"):
+            send(task, args, options)
+
+    monkeypatch.setattr(scheduler, "_send", lossy_send)
+    execution = engine.execute(parent)
+    for minutes in (2, 4)[: 1 if node == "workflow" else 2]:
+        kid = WorkflowExecution.objects.get(workflow=child, status=ExecutionStatus.WAITING)
+        engine.run(scheduler.approval_decide, execution=kid, actor=developer, approve=True)
+        execution.refresh_from_db()
+        assert execution.status == ExecutionStatus.WAITING  # not told
+        assert engine.run(scheduler.reap)["children"] == 0  # too recent to be lost
+        assert engine.run(scheduler.reap, now=timezone.now() + timedelta(minutes=minutes))["children"] == 1
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+    assert engine.run(scheduler.reap, now=timezone.now() + timedelta(minutes=6))["children"] == 0
+
+
 # --- start: idempotency, versions, limits -----------------------------------------------------
 def test_start_is_idempotent_per_user_and_key(make_workflow, engine, other_developer):
     workflow = make_workflow(linear(transform("a", "{{ inputs.n }}")))

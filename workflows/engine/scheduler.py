@@ -54,6 +54,7 @@ from observability.services import SpanHandle, buffered_spans, event_record, spa
 from ..models import (
     ACTIVE_EXECUTION_STATUSES,
     PENDING_STEP_STATUSES,
+    TERMINAL_EXECUTION_STATUSES,
     TERMINAL_STEP_STATUSES,
     ExecutionStatus,
     StepExecution,
@@ -1422,5 +1423,18 @@ def reap(*, now=None, batch: int = 500) -> dict:
                 retry = _step_failed(execution, step, node, error)
                 _advance(execution, retry or step)
                 counts["approvals_timed_out"] += 1
+    # A child ended, but the message telling its parent step may be lost: the step still waits
+    # and has not changed for a while. Telling it again is harmless (a map re-reads its children).
+    unheard = WorkflowExecution.objects.filter(
+        status__in=TERMINAL_EXECUTION_STATUSES,
+        finished_at__lt=cutoff,
+        parent_step__status=S.WAITING,
+        parent_step__updated_at__lt=cutoff,
+        parent_step__execution__status__in=ACTIVE_EXECUTION_STATUSES,
+    )
+    parents = dict(unheard.values_list("parent_step_id", "pk")[:batch])  # one child per step
+    for child_id in parents.values():
+        child_finished(child_id)
+    counts["children"] = len(parents)
     counts["admitted"] = admit_queued(batch)
     return counts
