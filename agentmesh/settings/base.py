@@ -349,6 +349,8 @@ WORKFLOWS_MAX_RUNNING_PER_WORKFLOW = env_int("WORKFLOWS_MAX_RUNNING_PER_WORKFLOW
 WORKFLOWS_LEASE_GRACE_SECONDS = env_int("WORKFLOWS_LEASE_GRACE_SECONDS", 30)  # step timeout + this
 # A running step renews its lease this often; a step whose lease (3 beats) ran out lost its worker.
 WORKFLOWS_HEARTBEAT_SECONDS = float(env_str("WORKFLOWS_HEARTBEAT_SECONDS", "10"))
+# A worker that finishes a step runs the one step it made ready itself (no broker hop)
+WORKFLOWS_WORKER_CONTINUES = env_bool("WORKFLOWS_WORKER_CONTINUES", True)
 WORKFLOWS_MAX_REDISPATCHES = env_int("WORKFLOWS_MAX_REDISPATCHES", 3)  # a lost worker's step, re-run
 WORKFLOWS_REDISPATCH_QUEUED_AFTER_SECONDS = env_int("WORKFLOWS_REDISPATCH_QUEUED_AFTER_SECONDS", 60)
 WORKFLOWS_SYNC_MAX_SECONDS = env_int("WORKFLOWS_SYNC_MAX_SECONDS", 30)

@@ -134,9 +134,15 @@ def _per_step(make_workflow, engine, node) -> float:
 
 def test_queries_per_step_are_few_and_do_not_grow_with_the_run(make_workflow, engine, settings):
     settings.OBSERVABILITY_FLUSH_SECONDS = 3600  # spans wait in the write buffer: engine queries only
-    # a worker's step: read + claim the step, read the one step result it references, lock the
-    # execution, write the step, create the next; and the savepoint (2) around the finish in a test
-    assert _per_step(make_workflow, engine, echo) <= 8
+    # a worker's step sent through the broker: read + claim the step, read the one step result
+    # it references, lock the execution, write the step, create the next; and the savepoint (2)
+    # around the finish in a test
+    settings.WORKFLOWS_WORKER_CONTINUES = False
+    assert _per_step(make_workflow, engine, echo) == 8
+    # run next by the worker that made it ready: claimed where it is created (no read, no claim
+    # of its own)
+    settings.WORKFLOWS_WORKER_CONTINUES = True
+    assert _per_step(make_workflow, engine, echo) == 7
     # a pure step, evaluated where the run advances: read the result it references, write the
     # step, create the next (no claim, no lock of its own, no task)
     assert _per_step(make_workflow, engine, transform) == 3
@@ -152,9 +158,64 @@ def test_a_step_reads_one_step_row_whatever_the_length_of_the_run(make_workflow,
         )
 
     # per worker step: its own row (the claim) and the one result its template references
+    settings.WORKFLOWS_WORKER_CONTINUES = False
     assert step_reads(20, echo) - step_reads(10, echo) == 2 * 10
+    settings.WORKFLOWS_WORKER_CONTINUES = True  # run next by the same worker: no claim read
+    assert step_reads(20, echo) - step_reads(10, echo) == 10
     # per pure step: the one result
     assert step_reads(20, transform) - step_reads(10, transform) == 10
+
+
+@pytest.fixture
+def sent_steps(monkeypatch) -> list:
+    """The step ids of the run_step tasks sent (they still run)."""
+    sent, send = [], scheduler._send
+
+    def counting(task, args, options):
+        if task.name.endswith(".run_step"):
+            sent.append(args[0])
+        send(task, args, options)
+
+    monkeypatch.setattr(scheduler, "_send", counting)
+    return sent
+
+
+def test_the_worker_that_finishes_a_step_runs_the_next_one_itself(make_workflow, engine, sent_steps):
+    definition = linear(
+        echo("a", 1), echo("b", "{{ steps.a.output + 1 }}"), echo("c", "{{ steps.b.output + 1 }}")
+    )
+    execution = engine.execute(make_workflow(definition))
+    assert (execution.status, steps_of(execution)["c"].output) == (ExecutionStatus.SUCCEEDED, 3)
+    assert len(sent_steps) == 1  # the first step's task ran all three
+    steps = list(execution.steps.all())
+    assert {(s.status, s.dispatches, s.attempt) for s in steps} == {(StepStatus.SUCCEEDED, 1, 1)}
+    assert len({s.worker for s in steps}) == 1
+
+
+def test_only_one_ready_step_stays_with_the_worker(make_workflow, engine, sent_steps):
+    definition = {
+        "nodes": [echo("a", 1), echo("b", 2), echo("c", 3), echo("d", 4)],
+        "edges": [{"source": "a", "target": t} for t in "bcd"],
+    }
+    execution = engine.execute(make_workflow(definition))
+    assert execution.status == ExecutionStatus.SUCCEEDED
+    assert len(sent_steps) == 3  # a, and two of the three branches; the third ran after a
+
+
+def test_a_next_step_that_might_outlast_the_tasks_time_limit_is_sent(
+    make_workflow, engine, sent_steps, settings
+):
+    settings.WORKFLOWS_WORKER_CONTINUES = True
+    long = {**echo("b", 2), "timeout_seconds": settings.WORKFLOWS_DEFAULT_STEP_TIMEOUT_SECONDS * 2}
+    execution = engine.execute(make_workflow(linear(echo("a", 1), long, echo("c", 3))))
+    assert execution.status == ExecutionStatus.SUCCEEDED
+    assert len(sent_steps) == 2  # b has a task of its own (with its own limits); c ran after b
+
+
+def test_workers_can_be_told_to_send_every_step(make_workflow, engine, sent_steps, settings):
+    settings.WORKFLOWS_WORKER_CONTINUES = False
+    execution = engine.execute(make_workflow(linear(echo("a", 1), echo("b", 2), echo("c", 3))))
+    assert execution.status == ExecutionStatus.SUCCEEDED and len(sent_steps) == 3
 
 
 def test_a_run_of_pure_steps_sends_no_task(make_workflow, engine, monkeypatch):

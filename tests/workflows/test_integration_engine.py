@@ -323,7 +323,8 @@ def test_a_broker_restart_mid_run_loses_no_run(developer, settings):
     settings.WORKFLOWS_REDISPATCH_QUEUED_AFTER_SECONDS = 1
     redis = RedisServer().start()
     queue = _queue()
-    worker = start_worker(queue, name="w", broker_url=redis.url, concurrency=2)
+    env = {"WORKFLOWS_WORKER_CONTINUES": "0"}  # "two" must go through the broker, not stay with the worker
+    worker = start_worker(queue, name="w", broker_url=redis.url, concurrency=2, env=env)
     restarts = 0
     definition = linear(
         {"id": "one", "type": "test_sleep", "config": {"seconds": 1.5}},
@@ -356,7 +357,7 @@ def test_a_broker_restart_mid_run_loses_no_run(developer, settings):
                     # error" restoring unacked messages): a supervisor restarts it, as here.
                     restarts += 1
                     worker = start_worker(
-                        queue, name=f"restart{restarts}", broker_url=redis.url, concurrency=2
+                        queue, name=f"restart{restarts}", broker_url=redis.url, concurrency=2, env=env
                     )
                 scheduler.reap()  # what the beat task does every 15 s
                 time.sleep(0.5)

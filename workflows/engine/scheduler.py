@@ -498,8 +498,13 @@ def _advance(execution: WorkflowExecution, changed: StepExecution | None = None)
     if status != execution.status:
         transition(execution, status)
         execution.save(update_fields=["status", "updated_at"])
+    follow = _next_here.get()
     for step in ready:
-        _dispatch_step(step, graph.nodes[step.node_id])
+        node = graph.nodes[step.node_id]
+        if follow is not None and follow.takes(step, node):
+            _claim_here(step, follow.worker)
+        else:
+            _dispatch_step(step, node)
 
 
 def _evaluate_pure_steps(
@@ -797,6 +802,43 @@ def _end_span(execution: WorkflowExecution) -> None:
 
 
 # --- running one step ------------------------------------------------------------------------------
+class _NextHere:
+    """While a worker records its step: the one worker step this makes ready (of the same run)
+    is claimed for this worker, which runs it next in the same task instead of sending it
+    through the broker, as long as it can end before the task's soft time limit."""
+
+    def __init__(self, execution_id, worker: str, soft_deadline: float):
+        self.execution_id, self.worker, self.soft_deadline = execution_id, worker, soft_deadline
+        self.step: StepExecution | None = None
+
+    def takes(self, step: StepExecution, node: dict) -> bool:
+        if self.step is not None or step.execution_id != self.execution_id:
+            return False
+        if time.monotonic() + step_timeout(node) > self.soft_deadline:
+            return False
+        self.step = step
+        return True
+
+
+_next_here: ContextVar[_NextHere | None] = ContextVar("workflows_next_here", default=None)
+
+
+def _claim_here(step: StepExecution, worker: str) -> None:
+    """Claim a just-created step for this worker, in the transaction that created it."""
+    now = timezone.now()
+    transition(step, S.RUNNING)
+    step.started_at, step.worker = now, worker
+    step.lease_expires_at, step.dispatches = now + _lease_ttl(), step.dispatches + 1
+    StepExecution.objects.filter(pk=step.pk).update(
+        status=step.status,
+        started_at=now,
+        worker=worker,
+        lease_expires_at=step.lease_expires_at,
+        dispatches=step.dispatches,
+        updated_at=now,
+    )
+
+
 def _worker_name(worker: str) -> str:
     return (worker or socket.gethostname())[:200]
 
@@ -909,8 +951,9 @@ def step_run(step_id, *, worker: str = "") -> str | None:
     from agentmesh.celery import app
 
     now = timezone.now()
-    step = StepExecution.objects.select_related("execution").filter(pk=step_id).first()
-    if step is None:
+    try:  # get, not first: no ORDER BY to compile (this runs for every step)
+        step = StepExecution.objects.select_related("execution").get(pk=step_id)
+    except StepExecution.DoesNotExist:
         return None
     execution = step.execution
     if execution.finished:
@@ -931,10 +974,23 @@ def step_run(step_id, *, worker: str = "") -> str | None:
         return None
     for name, value in claim.items():
         setattr(step, name, value)
-    # Eager (tests): nothing reaps meanwhile, and a second writer would lock SQLite.
-    beat = None if app.conf.task_always_eager else _heartbeat(step)
-    result, step_input, duration_ms = _run_handler(execution, step, node, beat=beat)
-    status = _step_finish(execution.pk, step, result, duration_ms=duration_ms, step_input=step_input)
+    # the task's soft time limit (see _dispatch_step): steps run here next must end before it
+    soft_deadline = time.monotonic() + step_timeout(node) + settings.WORKFLOWS_LEASE_GRACE_SECONDS / 2
+    worker_name = claim["worker"]
+    while True:
+        # Eager (tests): nothing reaps meanwhile, and a second writer would lock SQLite.
+        beat = None if app.conf.task_always_eager else _heartbeat(step)
+        result, step_input, duration_ms = _run_handler(execution, step, node, beat=beat)
+        follow = _NextHere(execution.pk, worker_name, soft_deadline)
+        token = _next_here.set(follow if settings.WORKFLOWS_WORKER_CONTINUES else None)
+        try:
+            status = _step_finish(execution.pk, step, result, duration_ms=duration_ms, step_input=step_input)
+        finally:
+            _next_here.reset(token)
+        if follow.step is None:
+            break
+        step = follow.step  # claimed for this worker in the transaction that just committed
+        execution, node = step.execution, _graph(step.execution).nodes[step.node_id]
     buffer.flush_if_due()  # a worker's task_postrun does this too; eager runs (tests) have only this
     return status
 
@@ -985,6 +1041,9 @@ def _step_finish(
             step._claimed_dispatches = step.dispatches
             return _step_record(execution, step, result, duration_ms=duration_ms, step_input=step_input)
     except _NotClaimed:  # re-dispatched meanwhile (the newer claim owns the step), or deleted
+        follow = _next_here.get()
+        if follow is not None:
+            follow.step = None  # rolled back with the rest
         return StepExecution.objects.filter(pk=step.pk).values_list("status", flat=True).first()
 
 
