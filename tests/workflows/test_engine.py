@@ -509,7 +509,7 @@ def test_reaper_resends_a_queued_step_whose_message_was_lost(make_workflow, deve
     assert execution.status == ExecutionStatus.SUCCEEDED
 
 
-@pytest.mark.parametrize("node", ["workflow", "map"])
+@pytest.mark.parametrize("node", ["workflow", "map", "loop"])
 def test_reaper_tells_a_waiting_parent_whose_childs_message_was_lost(
     make_workflow, engine, monkeypatch, developer, node
 ):
@@ -517,6 +517,8 @@ def test_reaper_tells_a_waiting_parent_whose_childs_message_was_lost(
     call = {"workflow_id": str(child.pk)}
     if node == "workflow":
         definition = linear({"id": "call", "type": "workflow", "config": call})
+    elif node == "loop":
+        definition = linear({"id": "call", "type": "loop", "config": {"until": True, "workflow": call}})
     else:
         definition = linear({"id": "call", "type": "map", "config": {"items": [1, 2], "workflow": call}})
     parent = make_workflow(definition, name="parent")
@@ -528,7 +530,7 @@ def test_reaper_tells_a_waiting_parent_whose_childs_message_was_lost(
 
     monkeypatch.setattr(scheduler, "_send", lossy_send)
     execution = engine.execute(parent)
-    for minutes in (2, 4)[: 1 if node == "workflow" else 2]:
+    for minutes in (2, 4)[: 2 if node == "map" else 1]:
         kid = WorkflowExecution.objects.get(workflow=child, status=ExecutionStatus.WAITING)
         engine.run(scheduler.approval_decide, execution=kid, actor=developer, approve=True)
         execution.refresh_from_db()
@@ -706,6 +708,59 @@ def test_a_failed_child_fails_the_map_and_cancels_its_running_siblings(make_work
     for kid in (first, third):
         kid.refresh_from_db()
         assert kid.status == ExecutionStatus.CANCELLED
+
+
+def loop_over(child, until, **config) -> dict:
+    inputs = {"x": "{{ loop.output.y if loop.output else inputs.start }}", "i": "{{ loop.index }}"}
+    workflow = {"workflow_id": str(child.pk), "inputs": inputs}
+    return {"id": "again", "type": "loop", "config": {"until": until, "workflow": workflow, **config}}
+
+
+@pytest.fixture
+def doubler(make_workflow):
+    return make_workflow(
+        linear(
+            flaky("f"),
+            transform("d", "{{ inputs.x * 2 }}"),
+            outputs={"y": "{{ steps.d.output }}", "i": "{{ inputs.i }}"},
+        ),
+        name="doubler",
+    )
+
+
+def test_loop_over_a_sub_workflow_runs_one_child_per_iteration_until_it_holds(make_workflow, engine, doubler):
+    parent = make_workflow(
+        linear(loop_over(doubler, "{{ loop.output.y >= 20 }}"), outputs={"r": "{{ steps.again.output }}"}),
+        name="parent",
+    )
+    execution = engine.execute(parent, {"start": 3})
+    assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+    outputs = [{"y": 6, "i": 0}, {"y": 12, "i": 1}, {"y": 24, "i": 2}]
+    assert execution.outputs == {"r": {"iterations": 3, "output": outputs[-1], "outputs": outputs}}
+    kids = WorkflowExecution.objects.filter(workflow=doubler).order_by("created_at")
+    assert [k.inputs["x"] for k in kids] == [3, 6, 12] and {k.depth for k in kids} == {1}
+    assert (execution.input_tokens, execution.output_tokens) == (3 * 3, 3 * 4)
+
+
+@pytest.mark.parametrize(("on_exhausted", "status"), [("fail", "failed"), ("succeed", "succeeded")])
+def test_loop_over_a_sub_workflow_is_bounded(make_workflow, engine, doubler, on_exhausted, status):
+    node = loop_over(doubler, False, max_iterations=2, on_exhausted=on_exhausted)
+    execution = engine.execute(make_workflow(linear(node), name="parent"), {"start": 1})
+    assert execution.status == status
+    assert WorkflowExecution.objects.filter(workflow=doubler).count() == 2
+    if status == "failed":
+        assert "did not hold after 2 iterations" in execution.error
+
+
+def test_a_failed_iteration_fails_the_loop(make_workflow, engine):
+    child = make_workflow(linear(approval()), name="child")
+    parent = make_workflow(linear(loop_over(child, False)), name="parent")
+    execution = engine.execute(parent, {"start": 1})
+    kid = WorkflowExecution.objects.get(workflow=child)
+    engine.run(scheduler.approval_decide, execution=kid, actor=execution.user, approve=False)
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.FAILED and "iteration 0 ended failed" in execution.error
+    assert WorkflowExecution.objects.filter(workflow=child).count() == 1
 
 
 def test_map_over_a_sub_workflow_refuses_bad_child_inputs_naming_the_field(make_workflow, engine):

@@ -220,6 +220,20 @@ def test_a_map_runs_either_a_body_or_a_usable_sub_workflow(config, field, develo
     assert field_of({"nodes": [node]}, developer) == f"definition.nodes[0].config.{field}"
 
 
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"until": True}, "node"),
+        ({"until": True, "node": MAP_BODY, "workflow": {"workflow_id": MISSING}}, "node"),
+        ({"until": True, "workflow": {"workflow_id": MISSING}}, "workflow.workflow_id"),
+        ({"until": "{{ loop. }}", "workflow": {"workflow_id": MISSING}}, "until"),
+    ],
+)
+def test_a_loop_repeats_either_a_body_or_a_usable_sub_workflow(config, field, developer):
+    node = {"id": "l", "type": "loop", "config": config}
+    assert field_of({"nodes": [node]}, developer) == f"definition.nodes[0].config.{field}"
+
+
 def test_a_map_over_a_sub_workflow_checks_it_like_a_workflow_node(make_workflow, developer, other_developer):
     theirs = make_workflow(linear(A), owner=other_developer, name="theirs")
     mine = make_workflow(linear(A), name="mine")

@@ -1124,6 +1124,8 @@ def _step_waits(
             return _resolve_child_wait(execution, step, node, child)
     elif result.kind == "map":
         return _map_progress(execution, step, node)
+    elif result.kind == "loop":
+        return _loop_progress(execution, step, node)
     return None
 
 
@@ -1197,7 +1199,7 @@ def _map_progress(execution: WorkflowExecution, step: StepExecution, node: dict)
     child failed, start children while fewer than the concurrency cap run, and succeed with the
     children's outputs in item order once all have. Returns a retry attempt if one was made.
     Idempotent: it reads the children's state each time."""
-    inputs, started = step.state["map_inputs"], list(step.state["map_children"])
+    inputs, started = step.state["map_inputs"], list(step.state["children"])
     children = {
         str(child.pk): child
         for child in WorkflowExecution.objects.filter(pk__in=started).only(
@@ -1207,14 +1209,8 @@ def _map_progress(execution: WorkflowExecution, step: StepExecution, node: dict)
     running = 0
     for index, child_id in enumerate(started):
         child = children.get(child_id)
-        if child is None or (child.finished and child.status != E.SUCCEEDED):
-            status, why = (child.status, child.error) if child else ("deleted", "")
-            error = StepError(
-                f"The sub-workflow of item {index} ended {status}: {why}",
-                kind="timeout" if status == E.TIMED_OUT else "workflow",
-                retryable=status in (E.FAILED, E.TIMED_OUT),
-            )
-            return _map_failed(execution, step, node, error, children.values())
+        if (error := _child_error(f"item {index}", child)) is not None:
+            return _children_failed(execution, step, node, error, children.values())
         running += not child.finished
     config = node["config"]["workflow"]
     while len(started) < len(inputs) and running < step.state["map_concurrency"]:
@@ -1228,12 +1224,12 @@ def _map_progress(execution: WorkflowExecution, step: StepExecution, node: dict)
                 idempotency_key=f"{step.idempotency_key}:{index}",
             )
         except StepError as exc:
-            return _map_failed(execution, step, node, exc, children.values())
+            return _children_failed(execution, step, node, exc, children.values())
         started.append(str(child.pk))
         children[str(child.pk)] = child
         running += 1
     if running or len(started) < len(inputs):
-        step.state = {**step.state, "map_children": started}
+        step.state = {**step.state, "children": started}
         step.save(update_fields=["state", "updated_at"])
         return None
     done = Done([children[child_id].outputs for child_id in started])
@@ -1241,13 +1237,81 @@ def _map_progress(execution: WorkflowExecution, step: StepExecution, node: dict)
         done.input_tokens += child.input_tokens
         done.output_tokens += child.output_tokens
         done.cost_usd += child.cost_usd
-    step.state = {**step.state, "map_children": started}
+    step.state = {**step.state, "children": started}
     _step_succeeded(execution, step, done)
     return None
 
 
-def _map_failed(execution, step, node, error: StepError, children) -> StepExecution | None:
-    """Fail the map step; its children still running are cancelled (they would run for nothing)."""
+def _child_error(which: str, child: WorkflowExecution | None) -> StepError | None:
+    """The error of a step whose child (`which`: "item 3", "iteration 2") ended without success."""
+    if child is not None and (not child.finished or child.status == E.SUCCEEDED):
+        return None
+    status, why = (child.status, child.error) if child else ("deleted", "")
+    return StepError(
+        f"The sub-workflow of {which} ended {status}: {why}",
+        kind="timeout" if status == E.TIMED_OUT else "workflow",
+        retryable=status in (E.FAILED, E.TIMED_OUT),
+    )
+
+
+def _loop_progress(execution: WorkflowExecution, step: StepExecution, node: dict) -> StepExecution | None:
+    """Move a `loop` over a sub-workflow on (under the execution's lock): when the running
+    child has succeeded, end the step if `until` holds (or the iterations are spent), else start
+    the next child with `loop` in the variables of its inputs. Idempotent, like a map's."""
+    config = node["config"]
+    started, outputs = list(step.state["children"]), list(step.state["loop_outputs"])
+    if started:
+        child = WorkflowExecution.objects.filter(pk=started[-1]).first()
+        if (error := _child_error(f"iteration {len(started) - 1}", child)) is not None:
+            return _children_failed(execution, step, node, error, [])
+        if not child.finished:
+            return None
+        if len(outputs) < len(started):
+            outputs.append(child.outputs)
+    graph = _graph(execution)
+    variables = _variables(
+        execution, _step_results(execution, graph.node_refs(step.node_id), finished_only=True)
+    )
+    loop = {"index": len(outputs) - 1, "output": outputs[-1] if outputs else None, "outputs": outputs}
+    limit = config.get("max_iterations", settings.WORKFLOWS_MAX_LOOP_ITERATIONS)
+    try:
+        holds = bool(outputs) and expressions.truthy(config["until"], {**variables, "loop": loop})
+        if not holds and len(outputs) < limit:
+            loop = {"index": len(outputs), "output": loop["output"], "outputs": outputs}
+            inputs = expressions.render(config["workflow"].get("inputs") or {}, {**variables, "loop": loop})
+    except expressions.ExpressionError as exc:
+        return _step_failed(execution, step, node, StepError(str(exc), kind="expression", retryable=False))
+    if not holds and len(outputs) < limit:
+        try:
+            child = child_execution_start(
+                execution=execution,
+                step=step,
+                config=config["workflow"],
+                inputs=inputs,
+                idempotency_key=f"{step.idempotency_key}:{len(started)}",
+            )
+        except StepError as exc:
+            return _step_failed(execution, step, node, exc)
+        step.state = {**step.state, "children": [*started, str(child.pk)], "loop_outputs": outputs}
+        step.save(update_fields=["state", "updated_at"])
+        return None
+    step.state = {**step.state, "loop_outputs": outputs}
+    if not holds and config.get("on_exhausted", "fail") == "fail":
+        error = StepError(f"The loop's condition did not hold after {limit} iterations.", kind="limit")
+        return _step_failed(execution, step, node, error)
+    done = Done({"iterations": len(outputs), "output": outputs[-1], "outputs": outputs})
+    for child in WorkflowExecution.objects.filter(pk__in=started).only(
+        "input_tokens", "output_tokens", "cost_usd"
+    ):
+        done.input_tokens += child.input_tokens
+        done.output_tokens += child.output_tokens
+        done.cost_usd += child.cost_usd
+    _step_succeeded(execution, step, done)
+    return None
+
+
+def _children_failed(execution, step, node, error: StepError, children) -> StepExecution | None:
+    """Fail the step; its children still running are cancelled (they would run for nothing)."""
     from ..tasks import cancel_execution_task
 
     for child in children:
@@ -1274,8 +1338,9 @@ def child_finished(child_id) -> None:
         if execution.finished or step.status != S.WAITING:
             return
         node = _graph(execution).nodes[step.node_id]
-        if step.wait_kind == "map" and str(child_id) in step.state.get("map_children", []):
-            retry = _map_progress(execution, step, node)
+        if step.wait_kind in ("map", "loop") and str(child_id) in step.state.get("children", []):
+            progress = _map_progress if step.wait_kind == "map" else _loop_progress
+            retry = progress(execution, step, node)
         elif step.state.get("child_execution_id") == str(child_id):
             retry = _resolve_child_wait(execution, step, node, WorkflowExecution.objects.get(pk=child_id))
         else:

@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='stepexecution',
             name='wait_kind',
-            field=models.CharField(blank=True, help_text='approval, delay, workflow or map.', max_length=20),
+            field=models.CharField(blank=True, help_text='approval, delay, workflow, map or loop.', max_length=20),
         ),
     ]

@@ -163,7 +163,7 @@ class MapNode(NodeHandler):
         waits, and ends the step when the last one ends."""
         if not inputs:
             return Done([])
-        return Wait("map", state={"map_inputs": inputs, "map_children": [], "map_concurrency": concurrency})
+        return Wait("map", state={"map_inputs": inputs, "children": [], "map_concurrency": concurrency})
 
     @staticmethod
     def _parallel(one, count: int, concurrency: int) -> list[Done]:
@@ -182,16 +182,17 @@ class MapNode(NodeHandler):
 class LoopNode(NodeHandler):
     type = "loop"
     description = (
-        "Run a body node again and again until `until` holds (it sees loop.index and loop.output), "
-        "at most max_iterations times."
+        "Run a body node, or a sub-workflow, again and again until `until` holds (it sees "
+        "loop.index, loop.output and loop.outputs), at most max_iterations times."
     )
     inline = True
     config_schema = {
         "type": "object",
-        "required": ["node", "until"],
+        "required": ["until"],
         "additionalProperties": False,
         "properties": {
             "node": BODY,
+            "workflow": SUB_WORKFLOW,
             "until": {"type": ["string", "boolean"]},
             "max_iterations": {"type": "integer", "minimum": 1},
             "on_exhausted": {"enum": ["fail", "succeed"]},
@@ -205,12 +206,20 @@ class LoopNode(NodeHandler):
             raise DefinitionInvalid(
                 f"At most {settings.WORKFLOWS_MAX_LOOP_ITERATIONS}.", field="max_iterations"
             )
-        _check_body(config, owner=owner, workflow=workflow)
+        if ("node" in config) == ("workflow" in config):
+            raise DefinitionInvalid("Give either a body `node` or a sub-`workflow` to repeat.", field="node")
+        if "workflow" in config:
+            _check_sub_workflow(config["workflow"], owner=owner, workflow=workflow, field="workflow")
+        else:
+            _check_body(config, owner=owner, workflow=workflow)
 
     def step_refs(self, config) -> frozenset[str] | None:
         return _body_refs(config)
 
-    def run(self, ctx: StepContext) -> Done:
+    def run(self, ctx: StepContext) -> Done | Wait:
+        if "workflow" in ctx.config:
+            # the scheduler runs one child execution per iteration as the step waits
+            return Wait("loop", state={"children": [], "loop_outputs": []})
         limit = ctx.config.get("max_iterations", settings.WORKFLOWS_MAX_LOOP_ITERATIONS)
         outputs: list = []
         total = Done()
