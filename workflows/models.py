@@ -178,7 +178,9 @@ class StepExecution(TimeStampedModel):
     output = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
     error_kind = models.CharField(max_length=30, blank=True)
-    wait_kind = models.CharField(max_length=20, blank=True, help_text="approval, delay, workflow, map or loop.")
+    wait_kind = models.CharField(
+        max_length=20, blank=True, help_text="approval, delay, workflow, map or loop."
+    )
     wake_at = models.DateTimeField(null=True, blank=True, help_text="A delay ends / an approval times out.")
     not_before = models.DateTimeField(null=True, blank=True, help_text="A retry waits for its backoff.")
     started_at = models.DateTimeField(null=True, blank=True)
