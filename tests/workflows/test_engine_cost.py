@@ -218,6 +218,28 @@ def test_workers_can_be_told_to_send_every_step(make_workflow, engine, sent_step
     assert execution.status == ExecutionStatus.SUCCEEDED and len(sent_steps) == 3
 
 
+def test_a_branch_finish_of_a_wide_join_does_not_ask_again_whether_the_run_is_busy(
+    make_workflow, engine, settings
+):
+    settings.WORKFLOWS_WORKER_CONTINUES = False
+    branches = [echo(f"b{i}", i) for i in range(12)]
+    definition = {
+        "nodes": [echo("start", 0), *branches, echo("join", "{{ steps.b11.output }}")],
+        "edges": [{"source": "start", "target": b["id"]} for b in branches]
+        + [{"source": b["id"], "target": "join"} for b in branches],
+    }
+    workflow = make_workflow(definition)
+    with CaptureQueriesContext(connection) as queries:
+        execution = engine.execute(workflow)
+    assert (execution.status, steps_of(execution)["join"].output) == (ExecutionStatus.SUCCEEDED, 11)
+    busy_reads = [
+        q["sql"] for q in queries if q["sql"].startswith('SELECT DISTINCT "workflows_stepexecution"."status"')
+    ]
+    # branches finishing while others still queue learn it from the join check; the last ones
+    # (nothing queued or running any more) and the join's finish ask
+    assert len(busy_reads) <= 3, busy_reads
+
+
 def test_a_run_of_pure_steps_sends_no_task(make_workflow, engine, monkeypatch):
     sent = []
     monkeypatch.setattr(scheduler, "_send", lambda task, args, options: sent.append(task.name))

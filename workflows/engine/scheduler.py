@@ -476,12 +476,16 @@ def _advance(execution: WorkflowExecution, changed: StepExecution | None = None)
         _finish(execution, E.TIMED_OUT, error="The run exceeded its deadline.")
         return
     graph = _graph(execution)
-    ready = _advance_all(execution, graph) if changed is None else _advance_from(execution, graph, changed)
+    seen: dict[str, bool] = {}  # "busy": a queued or running step was seen on the way
+    if changed is None:
+        ready = _advance_all(execution, graph)
+    else:
+        ready = _advance_from(execution, graph, changed, seen)
     if ready:
         ready = _evaluate_pure_steps(execution, graph, ready)
     if ready is None or execution.finished:
         return
-    if ready:
+    if ready or seen.get("busy"):
         busy = True
     else:
         pending = set(
@@ -592,7 +596,7 @@ WIDE_JOIN = 8
 
 
 def _advance_from(
-    execution: WorkflowExecution, graph: Graph, changed: StepExecution
+    execution: WorkflowExecution, graph: Graph, changed: StepExecution, seen: dict | None = None
 ) -> list[StepExecution] | None:
     """Evaluate the successors of `changed`'s node (and of the steps this skips, in turn);
     the ready steps, or None when the run ended. Reads only the rows of those nodes and of
@@ -608,7 +612,7 @@ def _advance_from(
         targets = sorted({e["target"] for n in frontier for e in graph.outgoing[n]}, key=graph.position.get)
         targets = [t for t in targets if t not in known]
         frontier = []
-        targets = [t for t in targets if not _wide_join_unresolved(execution, graph, t, known)]
+        targets = [t for t in targets if not _wide_join_unresolved(execution, graph, t, known, seen)]
         if not targets:
             break
         _load_latest(execution, graph, targets, known)
@@ -678,25 +682,30 @@ def _load_latest(execution: WorkflowExecution, graph: Graph, targets: list[str],
             known[node_id] = _Row(node_id, status)
 
 
-def _wide_join_unresolved(execution: WorkflowExecution, graph: Graph, node_id: str, known: dict) -> bool:
+def _wide_join_unresolved(
+    execution: WorkflowExecution, graph: Graph, node_id: str, known: dict, seen: dict | None = None
+) -> bool:
     """For a node with many incoming edges: True when it certainly cannot be created now (it
     has a step, or a source has none or a pending one), from one aggregate row instead of a
     row per source. Most branch finishes of a wide join end here."""
     sources = {edge["source"] for edge in graph.incoming[node_id]} - known.keys()
     if len(graph.incoming[node_id]) <= WIDE_JOIN or not sources:
         return False
-    if any(
-        known[s].status in PENDING_STEP_STATUSES
-        for s in known.keys() & {e["source"] for e in graph.incoming[node_id]}
-    ):
+    statuses = {known[s].status for s in known.keys() & {e["source"] for e in graph.incoming[node_id]}}
+    if statuses & set(PENDING_STEP_STATUSES):
+        if statuses & {S.QUEUED, S.RUNNING} and seen is not None:
+            seen["busy"] = True
         return True
     counts = StepExecution.objects.filter(
         execution_id=execution.pk, node_id__in=[node_id, *sources]
     ).aggregate(
         nodes=Count("node_id", distinct=True, filter=~Q(node_id=node_id)),
         pending=Count("pk", filter=Q(status__in=PENDING_STEP_STATUSES)),
+        busy=Count("pk", filter=Q(status__in=(S.QUEUED, S.RUNNING))),
         target=Count("pk", filter=Q(node_id=node_id)),
     )
+    if counts["busy"] and seen is not None:
+        seen["busy"] = True  # the run is still running: no need to ask again
     return bool(counts["target"] or counts["pending"] or counts["nodes"] < len(sources))
 
 
