@@ -10,17 +10,21 @@
   the execution row (`select_for_update`), records the step and advances the graph in the same
   transaction: a node becomes ready when every incoming edge is resolved and at least one was
   taken (all not taken: it is skipped), so a join fires exactly once. New steps are sent to
-  Celery after commit.
+  Celery after commit; the worker that finished keeps one of them (claimed in that transaction)
+  and runs it next in the same task (`_NextHere`, WORKFLOWS_WORKER_CONTINUES).
+* Pure steps (transform, condition, output) are evaluated where the graph advances, under the
+  same lock, and recorded like any step: no task of their own (`_evaluate_pure_steps`).
 * Failures: a retryable failure creates the node's next attempt (exponential backoff with
   jitter, capped by `max_delay`); a final failure applies `on_error` (fail the run, continue,
   or take the `error` branch).
-* Waiting: approvals, delays and sub-workflows leave the step `waiting` (no worker held); an
-  execution with only waiting steps is `waiting`.
+* Waiting: approvals, delays and sub-workflows (a `workflow` node, a `map` or `loop` over a
+  workflow: child executions started under the parent's lock) leave the step `waiting` (no
+  worker held); an execution with only waiting steps is `waiting`.
 * Terminal states never change; every status change goes through `transition`.
 * The reaper (`reap`, a beat task) times out runs past their deadline, re-dispatches steps whose
   lease expired (their worker died), that overran their timeout + grace though their heartbeat
-  goes on (a hung handler) or whose message was lost, wakes due delays, times out approvals and
-  admits queued runs.
+  goes on (a hung handler) or whose message was lost, wakes due delays, times out approvals,
+  tells waiting parents about children whose message was lost, and admits queued runs.
 """
 
 from __future__ import annotations
