@@ -218,6 +218,26 @@ def test_workers_can_be_told_to_send_every_step(make_workflow, engine, sent_step
     assert execution.status == ExecutionStatus.SUCCEEDED and len(sent_steps) == 3
 
 
+@pytest.mark.parametrize("elsewhere", [0, 30])  # the join check names its sources / the others
+def test_a_wide_join_waits_for_its_last_source_whatever_else_the_graph_holds(
+    make_workflow, engine, elsewhere
+):
+    CALLS.clear()
+    branches = [echo(f"b{i}", i) for i in range(10)]
+    branches[4] = flaky("b4", fail_times=1, retry={"max_attempts": 2, "backoff": 0})
+    side = [echo(f"s{i}", i) for i in range(elsewhere)]
+    definition = {
+        "nodes": [echo("start", 0), *branches, *side, echo("join", "{{ steps.b4.output.attempt }}")],
+        "edges": [{"source": "start", "target": b["id"]} for b in branches]
+        + [{"source": b["id"], "target": "join"} for b in branches]
+        + [{"source": "start", "target": n["id"]} for n in side],
+    }  # fmt: skip
+    execution = engine.execute(make_workflow(definition))
+    assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+    assert execution.steps.filter(node_id="join").count() == 1
+    assert steps_of(execution)["join"].output == 2  # after the retried branch's second attempt
+
+
 def test_a_branch_finish_of_a_wide_join_does_not_ask_again_whether_the_run_is_busy(
     make_workflow, engine, settings
 ):
