@@ -139,10 +139,10 @@ def test_queries_per_step_are_few_and_do_not_grow_with_the_run(make_workflow, en
     # around the finish in a test
     settings.WORKFLOWS_WORKER_CONTINUES = False
     assert _per_step(make_workflow, engine, echo) == 8
-    # run next by the worker that made it ready: claimed where it is created (no read, no claim
-    # of its own)
+    # run next by the worker that made it ready: inserted already claimed (no read of its own
+    # row, no claim UPDATE, no task)
     settings.WORKFLOWS_WORKER_CONTINUES = True
-    assert _per_step(make_workflow, engine, echo) == 7
+    assert _per_step(make_workflow, engine, echo) == 6
     # a pure step, evaluated where the run advances: read the result it references, write the
     # step, create the next (no claim, no lock of its own, no task)
     assert _per_step(make_workflow, engine, transform) == 3
@@ -236,6 +236,21 @@ def test_a_wide_join_waits_for_its_last_source_whatever_else_the_graph_holds(
     assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
     assert execution.steps.filter(node_id="join").count() == 1
     assert steps_of(execution)["join"].output == 2  # after the retried branch's second attempt
+
+
+def test_a_step_claimed_for_the_worker_does_not_run_when_the_same_finish_ends_the_run(make_workflow, engine):
+    CALLS.clear()
+    definition = {
+        "nodes": [echo("a", 1), flaky("b"), echo("c", 3)],
+        "edges": [
+            {"source": "a", "target": "b"},  # b is created first, claimed for a's worker
+            {"source": "a", "target": "c", "condition": "{{ inputs.missing.x }}"},  # then this fails the run
+        ],
+    }
+    execution = engine.execute(make_workflow(definition))
+    assert execution.status == ExecutionStatus.FAILED and "condition" in execution.error
+    assert steps_of(execution)["b"].status == StepStatus.CANCELLED
+    assert "b" not in CALLS  # never ran
 
 
 def test_a_branch_finish_of_a_wide_join_does_not_ask_again_whether_the_run_is_busy(

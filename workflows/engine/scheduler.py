@@ -508,11 +508,8 @@ def _advance(execution: WorkflowExecution, changed: StepExecution | None = None)
         execution.save(update_fields=["status", "updated_at"])
     follow = _next_here.get()
     for step in ready:
-        node = graph.nodes[step.node_id]
-        if follow is not None and follow.takes(step, node):
-            _claim_here(step, follow.worker)
-        else:
-            _dispatch_step(step, node)
+        if follow is None or step is not follow.step:  # that one was created claimed for this worker
+            _dispatch_step(step, graph.nodes[step.node_id])
 
 
 def _evaluate_pure_steps(
@@ -637,6 +634,12 @@ def _advance_from(
                 continue
             taken = not states or any(states)
             step = _new_step(execution, graph.nodes[node_id], taken)
+            if (
+                taken
+                and (follow := _next_here.get()) is not None
+                and follow.takes(step, graph.nodes[node_id])
+            ):
+                _claim_here(step, follow.worker)  # inserted claimed: no UPDATE, no task
             new.append(step)
             known[node_id] = step
             if taken:
@@ -763,6 +766,11 @@ def _finish(execution: WorkflowExecution, status: str, *, error: str = "", outpu
         execution.outputs = outputs
     execution.save()
     execution.steps.filter(status__in=(S.QUEUED, S.WAITING)).update(status=S.CANCELLED, finished_at=now)
+    follow = _next_here.get()
+    if follow is not None and follow.step is not None and follow.step.execution_id == execution.pk:
+        # created claimed for this worker in this transaction: it must not run now
+        StepExecution.objects.filter(pk=follow.step.pk).update(status=S.CANCELLED, finished_at=now)
+        follow.step = None
     children = WorkflowExecution.objects.filter(parent_step__execution=execution).exclude(
         status__in=[E.SUCCEEDED, E.FAILED, E.CANCELLED, E.TIMED_OUT]
     )
@@ -828,7 +836,7 @@ class _NextHere:
         self.step: StepExecution | None = None
 
     def takes(self, step: StepExecution, node: dict) -> bool:
-        if self.step is not None or step.execution_id != self.execution_id:
+        if self.step is not None or step.execution_id != self.execution_id or registry.get(node["type"]).pure:
             return False
         if time.monotonic() + step_timeout(node) > self.soft_deadline:
             return False
@@ -840,19 +848,11 @@ _next_here: ContextVar[_NextHere | None] = ContextVar("workflows_next_here", def
 
 
 def _claim_here(step: StepExecution, worker: str) -> None:
-    """Claim a just-created step for this worker, in the transaction that created it."""
+    """Claim a step about to be inserted for this worker (it is inserted running)."""
     now = timezone.now()
     transition(step, S.RUNNING)
     step.started_at, step.worker = now, worker
     step.lease_expires_at, step.dispatches = now + _lease_ttl(), step.dispatches + 1
-    StepExecution.objects.filter(pk=step.pk).update(
-        status=step.status,
-        started_at=now,
-        worker=worker,
-        lease_expires_at=step.lease_expires_at,
-        dispatches=step.dispatches,
-        updated_at=now,
-    )
 
 
 def _worker_name(worker: str) -> str:
