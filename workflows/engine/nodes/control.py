@@ -76,6 +76,16 @@ def _run_body(ctx: StepContext, variables: dict, suffix: str) -> Done:
     return result
 
 
+def _check_body_or_sub_workflow(config: dict, *, owner, workflow, purpose: str) -> None:
+    """A map or loop names exactly one of a body `node` and a sub-`workflow`: check that one."""
+    if ("node" in config) == ("workflow" in config):
+        raise DefinitionInvalid(f"Give either a body `node` or a sub-`workflow` {purpose}.", field="node")
+    if "workflow" in config:
+        _check_sub_workflow(config["workflow"], owner=owner, workflow=workflow, field="workflow")
+    else:
+        _check_body(config, owner=owner, workflow=workflow)
+
+
 def _body_refs(config: dict) -> frozenset[str] | None:
     """What the node's own templates and its body read."""
     own = expressions.step_refs({key: value for key, value in config.items() if key != "node"})
@@ -114,14 +124,7 @@ class MapNode(NodeHandler):
 
     def check(self, config, *, owner, workflow=None) -> None:
         super().check(config, owner=owner, workflow=workflow)
-        if ("node" in config) == ("workflow" in config):
-            raise DefinitionInvalid(
-                "Give either a body `node` or a sub-`workflow` to run per item.", field="node"
-            )
-        if "workflow" in config:
-            _check_sub_workflow(config["workflow"], owner=owner, workflow=workflow, field="workflow")
-        else:
-            _check_body(config, owner=owner, workflow=workflow)
+        _check_body_or_sub_workflow(config, owner=owner, workflow=workflow, purpose="to run per item")
 
     def step_refs(self, config) -> frozenset[str] | None:
         return _body_refs(config)
@@ -206,12 +209,7 @@ class LoopNode(NodeHandler):
             raise DefinitionInvalid(
                 f"At most {settings.WORKFLOWS_MAX_LOOP_ITERATIONS}.", field="max_iterations"
             )
-        if ("node" in config) == ("workflow" in config):
-            raise DefinitionInvalid("Give either a body `node` or a sub-`workflow` to repeat.", field="node")
-        if "workflow" in config:
-            _check_sub_workflow(config["workflow"], owner=owner, workflow=workflow, field="workflow")
-        else:
-            _check_body(config, owner=owner, workflow=workflow)
+        _check_body_or_sub_workflow(config, owner=owner, workflow=workflow, purpose="to repeat")
 
     def step_refs(self, config) -> frozenset[str] | None:
         return _body_refs(config)
