@@ -4,6 +4,7 @@ retries, timeouts, approval, cancel, retry from failure, legal transitions, the 
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from observability.models import Span
@@ -497,14 +498,21 @@ def test_reaper_gives_up_on_a_step_that_keeps_losing_its_worker(make_workflow, d
     assert execution.status == ExecutionStatus.FAILED and "lost its worker" in execution.error
 
 
-def test_reaper_resends_a_queued_step_whose_message_was_lost(make_workflow, developer, engine):
+def test_reaper_resends_a_queued_step_whose_message_was_lost(make_workflow, developer, engine, monkeypatch):
     from workflows import services
 
-    execution, _ = services.workflow_execute(workflow=make_workflow(linear(flaky("f"))), user=developer)
+    execution, _ = services.workflow_execute(
+        workflow=make_workflow(linear(flaky("f", timeout_seconds=42))), user=developer
+    )
     assert execution.status == ExecutionStatus.RUNNING and execution.steps.get().status == StepStatus.QUEUED
     assert engine.run(scheduler.reap)["resent"] == 0  # too recent to be lost
     StepExecution.objects.filter(execution=execution).update(updated_at=timezone.now() - timedelta(hours=1))
+    send, sent = scheduler._send, []
+    monkeypatch.setattr(
+        scheduler, "_send", lambda task, args, options: sent.append(options) or send(task, args, options)
+    )
     assert engine.run(scheduler.reap)["resent"] == 1
+    assert sent[0]["soft_time_limit"] < sent[0]["time_limit"] == 42 + settings.WORKFLOWS_LEASE_GRACE_SECONDS
     execution.refresh_from_db()
     assert execution.status == ExecutionStatus.SUCCEEDED
 

@@ -1505,8 +1505,6 @@ def _lost_steps(now, batch: int) -> list[tuple]:
 
 def reap(*, now=None, batch: int = 500) -> dict:
     """Recover what crashes and lost messages left behind; see the module docstring."""
-    from ..tasks import run_step
-
     now = now or timezone.now()
     counts = {"timed_out": 0, "redispatched": 0, "lost": 0, "resent": 0, "woken": 0, "approvals_timed_out": 0}
     overdue = WorkflowExecution.objects.filter(status__in=ACTIVE_EXECUTION_STATUSES, deadline__lt=now)
@@ -1540,13 +1538,9 @@ def reap(*, now=None, batch: int = 500) -> dict:
     stale = StepExecution.objects.filter(active, status=S.QUEUED).filter(
         Q(not_before__isnull=True, updated_at__lt=cutoff) | Q(not_before__lt=cutoff)
     )
-    for step_id, metadata in list(stale.values_list("pk", "execution__metadata")[:batch]):
-        if StepExecution.objects.filter(pk=step_id, status=S.QUEUED).update(not_before=now):
-            queue = (metadata or {}).get("queue")
-            options = {"queue": queue} if queue else {}
-            transaction.on_commit(
-                lambda step_id=step_id, options=options: _send(run_step, (str(step_id),), options)
-            )
+    for step in list(stale.select_related("execution")[:batch]):
+        if StepExecution.objects.filter(pk=step.pk, status=S.QUEUED).update(not_before=now):
+            _dispatch_step(step, _graph(step.execution).nodes[step.node_id])  # the node's time limits too
             counts["resent"] += 1
     due = StepExecution.objects.filter(active, status=S.WAITING, wake_at__lte=now)
     for step_id, kind, execution_id in list(due.values_list("pk", "wait_kind", "execution_id")[:batch]):
