@@ -492,13 +492,14 @@ def test_events_arrive_while_the_run_waits(live_server_url, developer, settings)
         ) as response,
     ):
         assert response.status_code == 200
-        buffer = ""
+        buffer, approved = "", None
         for chunk in response.iter_text():
             buffer += chunk
             while "\n\n" in buffer:
                 block, buffer = buffer.split("\n\n", 1)
                 seen.extend(e["event"] for e in _parse_sse(block.encode() + b"\n\n"))
-                if seen and seen[-1] == "step.waiting":  # approve only once the client saw it
+                # approve once, and only once the client saw the step wait (a ping block may follow)
+                if approved is None and seen and seen[-1] == "step.waiting":
                     approved = client.post(
                         f"{live_server_url}/api/v1/workflows/executions/{execution.pk}/approve",
                         json={},
