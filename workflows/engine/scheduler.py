@@ -1248,13 +1248,9 @@ def _map_progress(execution: WorkflowExecution, step: StepExecution, node: dict)
         step.state = {**step.state, "children": started}
         step.save(update_fields=["state", "updated_at"])
         return None
-    done = Done([children[child_id].outputs for child_id in started])
-    for child in children.values():
-        done.input_tokens += child.input_tokens
-        done.output_tokens += child.output_tokens
-        done.cost_usd += child.cost_usd
     step.state = {**step.state, "children": started}
-    _step_succeeded(execution, step, done)
+    done = Done([children[child_id].outputs for child_id in started])
+    _step_succeeded(execution, step, _with_usage_of(done, children.values()))
     return None
 
 
@@ -1279,7 +1275,7 @@ def _loop_progress(execution: WorkflowExecution, step: StepExecution, node: dict
     if started:
         child = WorkflowExecution.objects.filter(pk=started[-1]).first()
         if (error := _child_error(f"iteration {len(started) - 1}", child)) is not None:
-            return _children_failed(execution, step, node, error, [])
+            return _step_failed(execution, step, node, error)
         if not child.finished:
             return None
         if len(outputs) < len(started):
@@ -1288,17 +1284,14 @@ def _loop_progress(execution: WorkflowExecution, step: StepExecution, node: dict
     variables = _variables(
         execution, _step_results(execution, graph.node_refs(step.node_id), finished_only=True)
     )
-    loop = {"index": len(outputs) - 1, "output": outputs[-1] if outputs else None, "outputs": outputs}
+    last = outputs[-1] if outputs else None
     limit = config.get("max_iterations", settings.WORKFLOWS_MAX_LOOP_ITERATIONS)
     try:
+        loop = {"index": len(outputs) - 1, "output": last, "outputs": outputs}
         holds = bool(outputs) and expressions.truthy(config["until"], {**variables, "loop": loop})
-        if not holds and len(outputs) < limit:
-            loop = {"index": len(outputs), "output": loop["output"], "outputs": outputs}
+        if not holds and len(outputs) < limit:  # the next iteration
+            loop = {"index": len(outputs), "output": last, "outputs": outputs}
             inputs = expressions.render(config["workflow"].get("inputs") or {}, {**variables, "loop": loop})
-    except expressions.ExpressionError as exc:
-        return _step_failed(execution, step, node, StepError(str(exc), kind="expression", retryable=False))
-    if not holds and len(outputs) < limit:
-        try:
             child = child_execution_start(
                 execution=execution,
                 step=step,
@@ -1306,24 +1299,29 @@ def _loop_progress(execution: WorkflowExecution, step: StepExecution, node: dict
                 inputs=inputs,
                 idempotency_key=f"{step.idempotency_key}:{len(started)}",
             )
-        except StepError as exc:
-            return _step_failed(execution, step, node, exc)
-        step.state = {**step.state, "children": [*started, str(child.pk)], "loop_outputs": outputs}
-        step.save(update_fields=["state", "updated_at"])
-        return None
+            step.state = {**step.state, "children": [*started, str(child.pk)], "loop_outputs": outputs}
+            step.save(update_fields=["state", "updated_at"])
+            return None
+    except expressions.ExpressionError as exc:
+        return _step_failed(execution, step, node, StepError(str(exc), kind="expression", retryable=False))
+    except StepError as exc:
+        return _step_failed(execution, step, node, exc)
     step.state = {**step.state, "loop_outputs": outputs}
     if not holds and config.get("on_exhausted", "fail") == "fail":
         error = StepError(f"The loop's condition did not hold after {limit} iterations.", kind="limit")
         return _step_failed(execution, step, node, error)
-    done = Done({"iterations": len(outputs), "output": outputs[-1], "outputs": outputs})
-    for child in WorkflowExecution.objects.filter(pk__in=started).only(
-        "input_tokens", "output_tokens", "cost_usd"
-    ):
+    done = Done({"iterations": len(outputs), "output": last, "outputs": outputs})
+    _step_succeeded(execution, step, _with_usage_of(done, WorkflowExecution.objects.filter(pk__in=started)))
+    return None
+
+
+def _with_usage_of(done: Done, children) -> Done:
+    """`done` with the tokens and cost of the child executions added."""
+    for child in children:
         done.input_tokens += child.input_tokens
         done.output_tokens += child.output_tokens
         done.cost_usd += child.cost_usd
-    _step_succeeded(execution, step, done)
-    return None
+    return done
 
 
 def _children_failed(execution, step, node, error: StepError, children) -> StepExecution | None:
