@@ -3,7 +3,7 @@ conversations and messages are read-only records."""
 
 from django.contrib import admin
 
-from agentmesh.core.admin import ServiceBackedAdmin
+from agentmesh.core.admin import AuditedAdmin, ServiceBackedAdmin
 
 from . import services
 from .models import Agent, AgentRun, AgentRunStep, AgentVersion, Conversation, Message
@@ -59,7 +59,7 @@ class AgentAdmin(ServiceBackedAdmin):
         self.message_user(request, "Undeployed.")
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(AuditedAdmin):
     def has_add_permission(self, request, obj=None):
         return False
 

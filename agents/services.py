@@ -14,8 +14,10 @@ from django.utils import timezone
 from rest_framework.exceptions import ErrorDetail, ValidationError
 
 from agentmesh.core import crypto, sandbox
+from agentmesh.core.audit import audited
 from agentmesh.core.exceptions import ServiceValidationError
 from agentmesh.core.permissions import has_object_action
+from agentmesh.core.signals import snapshot as row_snapshot
 from masterdata.constraints import effective_limits, first_schema_error
 from masterdata.models import ModelConfig, Prompt
 from masterdata.providers import PROVIDERS
@@ -199,7 +201,12 @@ def agent_create(*, owner, name: str, model: ModelConfig, **fields: Any) -> Agen
     agent.save()
     for field, objects in m2m.items():
         getattr(agent, field).set(objects)
+    audited("create", agent, changes=_m2m_ids(m2m))
     return agent
+
+
+def _m2m_ids(m2m: dict[str, list]) -> dict[str, list[str]]:
+    return {field: sorted(str(obj.pk) for obj in objects) for field, objects in m2m.items()}
 
 
 @transaction.atomic
@@ -212,6 +219,7 @@ def agent_update(*, agent: Agent, **fields: Any) -> Agent:
         .select_related("owner", "model", "prompt")
         .get(pk=agent.pk)
     )
+    before = row_snapshot(agent)
     changed = set()
     for field, value in fields.items():
         if field in ("model", "prompt"):
@@ -224,6 +232,7 @@ def agent_update(*, agent: Agent, **fields: Any) -> Agent:
     agent.save()
     for field, objects in m2m.items():
         getattr(agent, field).set(objects)
+    audited("update", agent, before=before, changes=_m2m_ids(m2m))
     return agent
 
 
@@ -391,6 +400,7 @@ def agent_deploy(*, agent: Agent, actor) -> tuple[AgentVersion | None, list[Chec
     snapshot = _snapshot(agent, tools, skills, limits)
     with transaction.atomic():
         locked = Agent.objects.select_for_update().get(pk=agent.pk)
+        before = row_snapshot(locked)
         number = (locked.versions.aggregate(n=Max("version"))["n"] or 0) + 1
         version = AgentVersion.objects.create(
             agent=locked,
@@ -402,6 +412,7 @@ def agent_deploy(*, agent: Agent, actor) -> tuple[AgentVersion | None, list[Chec
         locked.deployed_version = version
         locked.deployed_at = timezone.now()
         locked.save(update_fields=["status", "deployed_version", "deployed_at", "updated_at"])
+        audited("deploy", locked, before=before, actor=actor, details={"version": number})
     event_record(
         type="agent.deployed", source="agents", actor=actor, resource=agent, payload={"version": number}
     )
@@ -413,8 +424,10 @@ def agent_undeploy(*, agent: Agent, actor) -> Agent:
     """Stop new interactions (runs already going finish); the versions stay for the record."""
     agent = Agent.objects.select_for_update().get(pk=agent.pk)
     if agent.status == AgentStatus.DEPLOYED:
+        before = row_snapshot(agent)
         agent.status = AgentStatus.UNDEPLOYED
         agent.save(update_fields=["status", "updated_at"])
+        audited("undeploy", agent, before=before, actor=actor)
         event_record(
             type="agent.undeployed",
             source="agents",

@@ -3,7 +3,7 @@
 from django import forms
 from django.contrib import admin
 
-from agentmesh.core.admin import ServiceBackedAdmin
+from agentmesh.core.admin import AuditedAdmin, ServiceBackedAdmin
 
 from . import services
 from .models import Constraint, ModelConfig, Prompt, PromptVersion, Secret, Skill
@@ -82,7 +82,7 @@ class PromptAdmin(ServiceBackedAdmin):
 
 
 @admin.register(PromptVersion)
-class PromptVersionAdmin(admin.ModelAdmin):
+class PromptVersionAdmin(AuditedAdmin):
     """Versions are immutable: view only."""
 
     list_display = ["prompt", "version", "created_by", "created_at"]

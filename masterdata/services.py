@@ -17,8 +17,10 @@ from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
 
 from agentmesh.core import crypto, sandbox
+from agentmesh.core.audit import audited
 from agentmesh.core.exceptions import ServiceValidationError
 from agentmesh.core.permissions import has_object_action
+from agentmesh.core.signals import snapshot
 
 from .constraints import InvalidRules, first_schema_error, validate_rules
 from .models import Constraint, ModelConfig, Prompt, PromptVersion, Provider, Secret, Skill
@@ -135,13 +137,18 @@ def _validate_and_save_skill(skill: Skill, *, slug_given: bool) -> Skill:
 def skill_create(*, owner, name: str, **fields: Any) -> Skill:
     skill = Skill(owner=owner, name=name)
     _assign(skill, fields, SKILL_FIELDS)
-    return _validate_and_save_skill(skill, slug_given=bool(fields.get("slug")))
+    _validate_and_save_skill(skill, slug_given=bool(fields.get("slug")))
+    audited("create", skill)
+    return skill
 
 
 @transaction.atomic
 def skill_update(*, skill: Skill, **fields: Any) -> Skill:
+    before = snapshot(skill)
     _assign(skill, fields, SKILL_FIELDS)
-    return _validate_and_save_skill(skill, slug_given="slug" in fields)
+    _validate_and_save_skill(skill, slug_given="slug" in fields)
+    audited("update", skill, before=before)
+    return skill
 
 
 # --- constraints ------------------------------------------------------------------------
@@ -163,13 +170,18 @@ def _validate_and_save_constraint(constraint: Constraint) -> Constraint:
 def constraint_create(*, owner, name: str, type: str, rules: dict, **fields: Any) -> Constraint:  # noqa: A002
     constraint = Constraint(owner=owner, name=name, type=type, rules=rules)
     _assign(constraint, fields, CONSTRAINT_FIELDS)
-    return _validate_and_save_constraint(constraint)
+    _validate_and_save_constraint(constraint)
+    audited("create", constraint)
+    return constraint
 
 
 @transaction.atomic
 def constraint_update(*, constraint: Constraint, **fields: Any) -> Constraint:
+    before = snapshot(constraint)
     _assign(constraint, fields, CONSTRAINT_FIELDS)
-    return _validate_and_save_constraint(constraint)
+    _validate_and_save_constraint(constraint)
+    audited("update", constraint, before=before)
+    return constraint
 
 
 # --- prompts ----------------------------------------------------------------------------
@@ -282,12 +294,14 @@ def prompt_create(*, owner, name: str, template: str, actor=None, **fields: Any)
     _validate_prompt(prompt, variables_given=fields.get("variables") is not None)
     prompt.save()
     _add_version(prompt, actor or owner)
+    audited("create", prompt, actor=actor)
     return prompt
 
 
 @transaction.atomic
 def prompt_update(*, prompt: Prompt, actor=None, **fields: Any) -> Prompt:
     """Update; a change of the template or the declared variables adds a new immutable version."""
+    before = snapshot(prompt)
     previous = (prompt.template, prompt.variables)
     _assign(prompt, fields, PROMPT_FIELDS)
     _validate_prompt(prompt, variables_given=fields.get("variables") is not None)
@@ -299,6 +313,7 @@ def prompt_update(*, prompt: Prompt, actor=None, **fields: Any) -> Prompt:
     prompt.save()
     if changed:
         _add_version(prompt, actor)
+    audited("update", prompt, before=before, actor=actor)
     return prompt
 
 
@@ -358,18 +373,21 @@ def secret_create(*, owner, name: str, value: str, description: str = "") -> Sec
     _set_secret_value(secret, value)
     ensure_unique_per_owner(secret, "name")
     secret.save()
+    audited("create", secret)
     return secret
 
 
 @transaction.atomic
 def secret_update(*, secret: Secret, value: str | None = None, **fields: Any) -> Secret:
     """Update name/description, and re-encrypt when a new `value` is given."""
+    before = snapshot(secret)
     _assign(secret, fields, SECRET_FIELDS)
     secret.name = secret.name.strip()
     if value is not None:
         _set_secret_value(secret, value)
     ensure_unique_per_owner(secret, "name")
     secret.save()
+    audited("update", secret, before=before)
     return secret
 
 
@@ -414,7 +432,9 @@ def secret_keys_rotate(*, batch_size: int = 500) -> int:
             count += len(batch)
             batch = []
     Secret.objects.bulk_update(batch, ["encrypted_value"])
-    return count + len(batch)
+    count += len(batch)
+    audited("rotate_keys", Secret, details={"count": count})
+    return count
 
 
 # --- model configs ----------------------------------------------------------------------
@@ -510,12 +530,14 @@ def model_config_create(*, owner, name: str, provider: str, actor=None, **fields
     _assign(config, fields, MODEL_CONFIG_FIELDS)
     _validate_model_config(config, actor=actor or owner, changed=set(fields), adding=True)
     config.save()
+    audited("create", config, actor=actor)
     return config
 
 
 @transaction.atomic
 def model_config_update(*, model_config: ModelConfig, actor, **fields: Any) -> ModelConfig:
     """Update; references that change are checked against what `actor` may use."""
+    before = snapshot(model_config)
     changed = {
         name
         for name, value in fields.items()
@@ -527,4 +549,5 @@ def model_config_update(*, model_config: ModelConfig, actor, **fields: Any) -> M
     _assign(model_config, fields, MODEL_CONFIG_FIELDS)
     _validate_model_config(model_config, actor=actor, changed=changed, adding=False)
     model_config.save()
+    audited("update", model_config, before=before, actor=actor)
     return model_config

@@ -1,10 +1,12 @@
 from django.contrib import admin
 
+from agentmesh.core.admin import AuditedAdmin
+
 from . import services
 from .models import Alert, AlertRule, LogRecord, MetricSeries, ObservabilityEvent, Span
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(AuditedAdmin):
     """Recorded data: browsable, never edited by hand."""
 
     def has_add_permission(self, request):
@@ -46,7 +48,7 @@ class MetricSeriesAdmin(ReadOnlyAdmin):
 
 
 @admin.register(AlertRule)
-class AlertRuleAdmin(admin.ModelAdmin):
+class AlertRuleAdmin(AuditedAdmin):
     list_display = [
         "name",
         "metric",

@@ -5,6 +5,10 @@ import re
 import time
 import uuid
 
+from django.urls import NoReverseMatch, reverse
+
+from agentmesh.core import audit
+
 from . import buffer, metrics, services
 from .context import (
     SpanBatch,
@@ -24,6 +28,17 @@ REQUEST_ID_HEADER = "X-Request-ID"
 TRACE_ID_HEADER = "X-Trace-ID"
 _valid_request_id = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 SKIP_PREFIXES = ("/static/", "/favicon.ico")
+_admin_prefix: list[str] = []
+
+
+def audit_channel(path: str) -> str:
+    """Writes under the admin site are `admin`, every other request's `api`."""
+    if not _admin_prefix:
+        try:
+            _admin_prefix.append(reverse("admin:index"))
+        except NoReverseMatch:
+            _admin_prefix.append("\0")  # no admin site mounted
+    return "admin" if path.startswith(_admin_prefix[0]) else "api"
 
 
 class RequestContextMiddleware:
@@ -39,6 +54,8 @@ class RequestContextMiddleware:
       It and the spans that finished during the request go to the write buffer like the
       samples (a trace is complete in the database within OBSERVABILITY_FLUSH_SECONDS).
     - A 403 answer records an `auth.permission_denied` event.
+    - Writes made during the request are audited as the request's user, through `api` or
+      `admin` (agentmesh.core.audit).
     """
 
     def __init__(self, get_response):
@@ -60,6 +77,7 @@ class RequestContextMiddleware:
         )
         request.request_id = request_id
         token = activate(ctx)
+        audit_token = audit.activate(audit.AuditContext(channel=audit_channel(request.path), request=request))
         start_wall = time.time()
         t0 = time.perf_counter()
         response = None
@@ -74,6 +92,7 @@ class RequestContextMiddleware:
                 logger.warning("recording request failed", exc_info=True)
             finally:
                 deactivate(token)
+                audit.deactivate(audit_token)
 
     def _record(self, request, response, ctx, parent_span_id, start_wall, seconds) -> None:
         status = response.status_code if response is not None else 500

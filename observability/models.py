@@ -257,6 +257,9 @@ class AlertRule(OwnedModel):
     last_evaluated_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_value = models.FloatField(null=True, blank=True, editable=False)
 
+    # Webhook URLs often carry a token (Slack, Teams): the audit trail masks them.
+    SENSITIVE_FIELDS = ("channels",)
+
     class Meta(OwnedModel.Meta):
         verbose_name = "alert rule"
 

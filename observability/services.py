@@ -28,8 +28,10 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Model, Q
 from django.utils import timezone
 
+from agentmesh.core.audit import audited
 from agentmesh.core.exceptions import ConflictError, ServiceValidationError
 from agentmesh.core.safe_http import safe_request
+from agentmesh.core.signals import snapshot
 
 from . import buffer, metrics, otlp
 from .context import SpanBatch, TraceContext, activate, current, deactivate, new_span_id, new_trace_id
@@ -448,21 +450,43 @@ def span(
 
 
 # --- audit --------------------------------------------------------------------------------
-def audit_record(*, actor, action: str, instance: Model, changes: dict) -> ObservabilityEvent | None:
-    """An `audit.<action>` event: resource, changed field names, non-sensitive new values."""
-    from agentmesh.core.signals import MASK, is_sensitive
+def audit_record(
+    *,
+    actor,
+    action: str,
+    instance: Model | type[Model],
+    changes: dict,
+    channel: str = "system",
+    details: dict | None = None,
+) -> ObservabilityEvent | None:
+    """An `audit.<action>` event: who (actor), through what (channel), the resource, the
+    changed field names and their new values (sensitive ones masked), and `details`."""
+    from agentmesh.core.signals import mask_sensitive
 
-    model = type(instance)
-    safe = {name: (MASK if is_sensitive(model, name) else value) for name, value in changes.items()}
-    payload = {"action": action, "changed_fields": sorted(safe), "changes": _jsonable(safe)}
-    if action == "delete":
+    bulk = isinstance(instance, type)
+    model = instance if bulk else type(instance)
+    safe = mask_sensitive(model, changes)
+    payload = {
+        "action": action,
+        "channel": channel,
+        "changed_fields": sorted(safe),
+        "changes": _jsonable(safe),
+        **_jsonable(mask_sensitive(model, details or {})),
+    }
+    if bulk:
+        resource_type, resource_id = model._meta.label_lower, ""
+        message = f"{action} {model._meta.verbose_name_plural}"
+    else:
+        resource_type, resource_id = resource_label(instance)
         payload["repr"] = str(instance)[:200]
+        message = f"{action} {model._meta.verbose_name} {resource_id}"
     return event_record(
         type=f"audit.{action}",
         source=model._meta.app_label,
         actor=actor,
-        resource=instance,
-        message=f"{action} {model._meta.verbose_name} {instance.pk}",
+        resource_type=resource_type,
+        resource_id=resource_id,
+        message=message,
         payload=payload,
     )
 
@@ -507,6 +531,7 @@ def alert_create_manual(
         return alert_create_manual(
             owner=owner, title=title, message=message, severity=severity, dedup_key=dedup_key, value=value
         )
+    audited("create", alert, actor=owner)
     event_record(
         type="alert.fired",
         level=_level_of(severity),
@@ -530,10 +555,12 @@ def alert_acknowledge(*, alert: Alert, user) -> Alert:
     if alert.state == AlertState.RESOLVED:
         raise ConflictError("A resolved alert cannot be acknowledged.")
     if alert.state == AlertState.FIRING:
+        before = snapshot(alert)
         alert.state = AlertState.ACKNOWLEDGED
         alert.acknowledged_at = timezone.now()
         alert.acknowledged_by = user
         alert.save(update_fields=["state", "acknowledged_at", "acknowledged_by", "updated_at"])
+        audited("acknowledge", alert, before=before, actor=user)
         event_record(type="alert.acknowledged", actor=user, resource=alert, source="observability")
     return alert
 
@@ -542,10 +569,12 @@ def alert_acknowledge(*, alert: Alert, user) -> Alert:
 def alert_resolve(*, alert: Alert, user=None) -> Alert:
     alert = Alert.objects.select_for_update().get(pk=alert.pk)
     if alert.state != AlertState.RESOLVED:
+        before = snapshot(alert)
         alert.state = AlertState.RESOLVED
         alert.resolved_at = timezone.now()
         alert.resolved_by = user
         alert.save(update_fields=["state", "resolved_at", "resolved_by", "updated_at"])
+        audited("resolve", alert, before=before, actor=user)
         event_record(type="alert.resolved", actor=user, resource=alert, source="observability")
         if alert.rule_id:
             _notify_on_commit(alert, "resolved")

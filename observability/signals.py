@@ -6,7 +6,8 @@ import logging
 from celery import signals as celery_signals
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 
-from agentmesh.core.signals import api_write
+from agentmesh.core import audit
+from agentmesh.core.signals import write_audited
 
 from . import buffer, services
 from .context import (
@@ -24,8 +25,10 @@ from .models import Level, SpanKind, SpanStatus
 logger = logging.getLogger("observability.recording")
 
 
-def on_api_write(sender, *, actor, action, instance, changes, request=None, **kwargs) -> None:
-    services.audit_record(actor=actor, action=action, instance=instance, changes=changes)
+def on_write_audited(sender, *, actor, channel, action, instance, changes, details=None, **kwargs) -> None:
+    services.audit_record(
+        actor=actor, channel=channel, action=action, instance=instance, changes=changes, details=details
+    )
 
 
 def remember_pk(sender, instance, **kwargs) -> None:
@@ -57,6 +60,7 @@ def on_login_failed(sender, credentials=None, request=None, **kwargs) -> None:
 
 # --- Celery: the trace travels in a message header ---------------------------------------
 _task_state: dict[str, tuple] = {}
+_audit_tokens: dict[str, object] = {}
 
 
 def on_before_task_publish(sender=None, headers=None, **kwargs) -> None:
@@ -78,7 +82,21 @@ def _incoming_trace(task) -> dict | None:
     return trace if isinstance(trace, dict) and trace.get("trace_id") else None
 
 
+def _open_audit_context(task_id, task) -> None:
+    """Writes a task makes are audited through `task`, as the user whose request started it
+    (an eager task: its caller's user); services pass their own actor otherwise."""
+    if getattr(task.request, "is_eager", False):
+        actor = audit.current().resolve_actor()
+    else:
+        actor = (_incoming_trace(task) or {}).get("user_id")
+    _audit_tokens[task_id] = audit.activate(audit.AuditContext(channel="task", actor=actor))
+
+
 def on_task_prerun(sender=None, task_id=None, task=None, **kwargs) -> None:
+    try:
+        _open_audit_context(task_id, task)
+    except Exception:
+        logger.warning("opening the audit context of task %s failed", task_id, exc_info=True)
     try:
         # A worker's task collects the spans that end in it (its own included) for the write
         # buffer, as a request does; an eager task runs inside its caller's context.
@@ -123,6 +141,9 @@ def on_task_failure(sender=None, task_id=None, exception=None, **kwargs) -> None
 
 
 def on_task_postrun(sender=None, task_id=None, task=None, state=None, **kwargs) -> None:
+    audit_token = _audit_tokens.pop(task_id, None)
+    if audit_token is not None:
+        audit.deactivate(audit_token)
     entry = _task_state.pop(task_id, None)
     if entry is None:
         return
@@ -154,7 +175,7 @@ def connect() -> None:
             pre_delete.connect(
                 remember_pk, sender=model, dispatch_uid=f"observability.pk.{model._meta.label}"
             )
-    api_write.connect(on_api_write, dispatch_uid="observability.audit")
+    write_audited.connect(on_write_audited, dispatch_uid="observability.audit")
     user_logged_in.connect(on_login, dispatch_uid="observability.login")
     user_login_failed.connect(on_login_failed, dispatch_uid="observability.login_failed")
     celery_signals.before_task_publish.connect(on_before_task_publish, dispatch_uid="observability.publish")

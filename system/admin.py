@@ -1,10 +1,12 @@
 from django.contrib import admin
 
+from agentmesh.core.admin import AuditedAdmin
+
 from .models import WorkerHeartbeat
 
 
 @admin.register(WorkerHeartbeat)
-class WorkerHeartbeatAdmin(admin.ModelAdmin):
+class WorkerHeartbeatAdmin(AuditedAdmin):
     list_display = ["hostname", "seen_at", "beats"]
     list_filter = ["seen_at"]
     search_fields = ["hostname"]

@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from agentmesh.core.admin import ServiceBackedAdmin
+from agentmesh.core.admin import AuditedAdmin, ServiceBackedAdmin
 
 from . import services
 from .models import Tool, ToolExecution
@@ -51,7 +51,7 @@ class ToolAdmin(ServiceBackedAdmin):
 
 
 @admin.register(ToolExecution)
-class ToolExecutionAdmin(admin.ModelAdmin):
+class ToolExecutionAdmin(AuditedAdmin):
     list_display = [
         "id",
         "tool",

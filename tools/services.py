@@ -26,7 +26,9 @@ from tenacity import (
 )
 
 from agentmesh.core import crypto
+from agentmesh.core.audit import audited
 from agentmesh.core.exceptions import ConflictError, ServiceValidationError
+from agentmesh.core.signals import snapshot
 from agentmesh.core.tasks import enqueue_on_commit
 from masterdata.models import Secret
 from masterdata.services import check_json_schema, ensure_unique_per_owner, normalize_tags, secret_reveal
@@ -181,6 +183,7 @@ def tool_create(*, owner, name: str, type: str, **fields: Any) -> Tool:  # noqa:
     _validate_tool(tool)
     tool.slug = _unique_slug(tool)
     tool.save()
+    audited("create", tool)
     return tool
 
 
@@ -190,6 +193,7 @@ def tool_update(*, tool: Tool, **fields: Any) -> Tool:
     if unknown:
         raise TypeError(f"Unexpected tool fields: {sorted(unknown)}")
     tool = Tool.objects.select_for_update().get(pk=tool.pk)
+    before = snapshot(tool)
     previous = Tool(type=tool.type, config=tool.config)
     changed = {name for name, value in fields.items() if getattr(tool, name) != value}
     for name in changed:
@@ -205,6 +209,7 @@ def tool_update(*, tool: Tool, **fields: Any) -> Tool:
     if "name" in changed:
         tool.slug = _unique_slug(tool)
     tool.save()
+    audited("update", tool, before=before)
     return tool
 
 
@@ -223,6 +228,7 @@ def tool_validate(*, tool: Tool, actor) -> list[Check]:
     with transaction.atomic():
         current = Tool.objects.select_for_update().get(pk=tool.pk)
         if current.version == tool.version:  # a concurrent edit makes this report stale
+            before = snapshot(current)
             current.validation_report = report
             current.validated_at = timezone.now() if ok else None
             if current.status == ToolStatus.DRAFT and ok:
@@ -230,6 +236,7 @@ def tool_validate(*, tool: Tool, actor) -> list[Check]:
             elif not ok and current.status != ToolStatus.DRAFT:
                 current.status = ToolStatus.DRAFT
             current.save(update_fields=["validation_report", "validated_at", "status", "updated_at"])
+            audited("validate", current, before=before, actor=actor)
             tool.status, tool.validated_at, tool.validation_report = (
                 current.status,
                 current.validated_at,
@@ -279,9 +286,11 @@ def tool_deploy(*, tool: Tool, actor=None) -> Tool:
         return tool
     if tool.status == ToolStatus.DRAFT:
         raise ConflictError("Only a validated tool can be deployed: run POST /validate first.")
+    before = snapshot(tool)
     tool.status = ToolStatus.DEPLOYED
     tool.deployed_at = timezone.now()
     tool.save(update_fields=["status", "deployed_at", "updated_at"])
+    audited("deploy", tool, before=before, actor=actor)
     event_record(
         type="tool.deployed", source="tools", actor=actor, resource=tool, payload={"version": tool.version}
     )
@@ -293,8 +302,10 @@ def tool_undeploy(*, tool: Tool, actor=None) -> Tool:
     """Take the tool out of production (`disabled`); deploying again needs no new validation."""
     tool = Tool.objects.select_for_update().get(pk=tool.pk)
     if tool.status == ToolStatus.DEPLOYED:
+        before = snapshot(tool)
         tool.status = ToolStatus.DISABLED
         tool.save(update_fields=["status", "updated_at"])
+        audited("undeploy", tool, before=before, actor=actor)
         event_record(type="tool.undeployed", source="tools", actor=actor, resource=tool)
     return tool
 

@@ -3,7 +3,7 @@ read-only records."""
 
 from django.contrib import admin
 
-from agentmesh.core.admin import ServiceBackedAdmin
+from agentmesh.core.admin import AuditedAdmin, ServiceBackedAdmin
 
 from . import services
 from .models import StepExecution, Workflow, WorkflowExecution, WorkflowVersion
@@ -26,7 +26,7 @@ class WorkflowAdmin(ServiceBackedAdmin):
         return services.workflow_create(owner=form.cleaned_data["owner"], actor=request.user, **values)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(AuditedAdmin):
     def has_add_permission(self, request):
         return False
 

@@ -12,7 +12,9 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
+from agentmesh.core.audit import audited
 from agentmesh.core.exceptions import ConflictError, ServiceValidationError
+from agentmesh.core.signals import snapshot
 from masterdata.services import ensure_unique_per_owner, normalize_tags
 from observability.services import event_record
 
@@ -66,6 +68,7 @@ def workflow_create(*, owner, name: str, definition: Any, actor=None, **fields: 
     WorkflowVersion.objects.create(
         workflow=workflow, version=1, definition=workflow.definition, created_by=actor or owner
     )
+    audited("create", workflow, actor=actor)
     return workflow
 
 
@@ -75,6 +78,7 @@ def workflow_update(*, workflow: Workflow, actor=None, **fields: Any) -> Workflo
     pinned to them are untouched)."""
     _check_fields(fields)
     workflow = Workflow.objects.select_for_update().select_related("owner").get(pk=workflow.pk)
+    before = snapshot(workflow)
     definition_changed = "definition" in fields and fields["definition"] != workflow.definition
     for field, value in fields.items():
         setattr(workflow, field, value)
@@ -85,6 +89,7 @@ def workflow_update(*, workflow: Workflow, actor=None, **fields: Any) -> Workflo
             workflow=workflow, version=workflow.version, definition=workflow.definition, created_by=actor
         )
     workflow.save()
+    audited("update", workflow, before=before, actor=actor)
     if definition_changed:
         event_record(
             type="workflow.version.created",
@@ -101,8 +106,10 @@ def workflow_delete(*, workflow: Workflow) -> None:
     """Delete with its versions and finished executions; refused (409) while a run is active."""
     if workflow.executions.filter(status__in=(*ACTIVE_EXECUTION_STATUSES, "queued")).exists():
         raise ConflictError("The workflow has queued or running executions; cancel them first.")
+    before = snapshot(workflow)
     workflow.executions.all().delete()  # before the versions they pin (protected)
     workflow.delete()
+    audited("delete", workflow, before=before)
 
 
 def _version(workflow: Workflow, number: int | None) -> WorkflowVersion | None:
@@ -150,15 +157,25 @@ def execution_wait(*, execution: WorkflowExecution, timeout: float) -> WorkflowE
 
 
 def execution_cancel(*, execution: WorkflowExecution, actor) -> WorkflowExecution:
-    return scheduler.execution_cancel(execution=execution, actor=actor)
+    before = snapshot(execution)
+    execution = scheduler.execution_cancel(execution=execution, actor=actor)
+    audited("cancel", execution, before=before, actor=actor)
+    return execution
 
 
 def execution_decide(
     *, execution: WorkflowExecution, actor, approve: bool, comment: str = "", node_id: str = ""
 ) -> WorkflowExecution:
-    return scheduler.approval_decide(
+    execution = scheduler.approval_decide(
         execution=execution, actor=actor, approve=approve, comment=comment, node_id=node_id
     )
+    audited(
+        "approve" if approve else "reject",
+        execution,
+        actor=actor,
+        details={"node_id": node_id, "comment": comment[:500]},
+    )
+    return execution
 
 
 def execution_retry(*, execution: WorkflowExecution, actor) -> WorkflowExecution:

@@ -3,6 +3,8 @@ from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from agentmesh.core.audit import audited
+
 from .models import Role
 
 
@@ -14,6 +16,7 @@ def user_register(*, username: str, email: str, password: str, first_name: str =
     validate_password(password, user)
     user.set_password(password)
     user.save()
+    audited("create", user, actor=user)
     return user
 
 
@@ -37,4 +40,5 @@ def user_ensure(*, username: str, email: str, password: str, role: str, superuse
     user = User(username=username, email=email, role=role, is_staff=superuser, is_superuser=superuser)
     user.set_password(password)
     user.save()
+    audited("create", user)
     return user, True

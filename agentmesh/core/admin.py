@@ -1,16 +1,38 @@
-"""Admin base class shared by the domain apps."""
+"""Admin base classes shared by the domain apps."""
 
 from django.contrib import admin
 from django.db import transaction
 
 from .exceptions import ServiceValidationError
+from .services import object_delete, object_save
 
 
 class _DryRunDone(Exception):
     pass
 
 
-class ServiceBackedAdmin(admin.ModelAdmin):
+class AuditedAdminMixin:
+    """Every admin save and delete records the same audit event as the API, through channel
+    `admin` (the request middleware sets who and through what). Service-backed admins save
+    through their service, which records it; the rest save through the generic one."""
+
+    def save_model(self, request, obj, form, change):
+        object_save(instance=obj)
+
+    def delete_model(self, request, obj):
+        object_delete(instance=obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for obj in queryset:  # one audit event per row, as deleting them one by one
+                object_delete(instance=obj)
+
+
+class AuditedAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    pass
+
+
+class ServiceBackedAdmin(AuditedAdmin):
     """Saves through a service so the admin obeys the same rules as the API.
 
     The form runs the service once in a rolled-back transaction while cleaning, so a rule the
@@ -53,6 +75,9 @@ class ServiceBackedAdmin(admin.ModelAdmin):
         return ServiceCheckedForm
 
     def save_model(self, request, obj, form, change):
-        saved = self.save_via_service(request, obj, form, change)
+        # The form has already put its values on `obj`: the service gets the stored row, so
+        # it sees (and audits) what changed.
+        target = type(obj).objects.get(pk=obj.pk) if change else obj
+        saved = self.save_via_service(request, target, form, change)
         obj.pk = saved.pk
         obj._state.adding = False

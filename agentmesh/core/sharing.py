@@ -6,6 +6,7 @@ from django.db import transaction
 from django.db.models import Model
 from guardian.shortcuts import assign_perm, get_groups_with_perms, get_users_with_perms, remove_perm
 
+from .audit import audited
 from .permissions import SHAREABLE_ACTIONS, codename
 
 
@@ -19,7 +20,8 @@ def object_share(
     revoke: bool = False,
 ) -> dict:
     """Grant (or revoke) `actions` on `obj`. Granting use/change implies view; revoking view
-    revokes everything, since the other rights are unreachable without it."""
+    revokes everything, since the other rights are unreachable without it. Audited as
+    `share` / `revoke` with the users, groups and actions."""
     actions = set(actions)
     if not revoke and actions & {"use", "change"}:
         actions.add("view")
@@ -29,6 +31,15 @@ def object_share(
         perm = codename(type(obj), action)
         for holder in [*(users or []), *(groups or [])]:
             (remove_perm if revoke else assign_perm)(perm, holder, obj)
+    audited(
+        "revoke" if revoke else "share",
+        obj,
+        details={
+            "users": [{"id": u.pk, "username": u.get_username()} for u in users or []],
+            "groups": [{"id": g.pk, "name": g.name} for g in groups or []],
+            "actions": sorted(actions),
+        },
+    )
     return object_shares(obj=obj)
 
 

@@ -1,5 +1,6 @@
 """The one base viewset every domain API builds on."""
 
+from django.db import transaction
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
@@ -7,10 +8,12 @@ from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
+from .audit import audited
 from .permissions import RoleObjectPermission, has_object_action, permitted_queryset
 from .serializers import ShareRequestSerializer, SharesSerializer
+from .services import object_delete
 from .sharing import object_share, object_shares
-from .signals import api_write, audit_changes, snapshot
+from .signals import snapshot
 
 
 class OwnedModelViewSet(viewsets.ModelViewSet):
@@ -21,8 +24,9 @@ class OwnedModelViewSet(viewsets.ModelViewSet):
     to object permissions ({"deploy": "change", "interact": "use"}). Writes go through
     `perform_create`/`perform_update`, which subclasses point at their services.
 
-    A service-backed `perform_create` sets `serializer.instance = <service>(...)`; every
-    create/update/delete is announced on `agentmesh.core.signals.api_write` for the audit trail.
+    A service-backed `perform_create` sets `serializer.instance = <service>(...)`. The
+    services record the audit events (agentmesh.core.audit); the plain saves here record
+    them through the same helper.
 
     Another user's object is a 404 (it is not in the queryset); an object the user may view
     but not change answers 403 on a write. ProtectedError becomes 409 in the exception handler.
@@ -56,36 +60,24 @@ class OwnedModelViewSet(viewsets.ModelViewSet):
         return obj
 
     def perform_create(self, serializer):
-        serializer.save(owner=self.request.user)
+        with transaction.atomic():
+            serializer.save(owner=self.request.user)
+            audited("create", serializer.instance)
 
-    # Audit: every write through the API announces itself on `api_write`.
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         self.perform_create(serializer)  # must leave the new object in serializer.instance
-        self._announce("create", serializer.instance, {}, snapshot(serializer.instance))
         return Response(serializer.data, status=status.HTTP_201_CREATED)
 
     def perform_update(self, serializer):
         before = snapshot(serializer.instance)
-        super().perform_update(serializer)
-        self._announce("update", serializer.instance, before, snapshot(serializer.instance))
+        with transaction.atomic():
+            serializer.save()
+            audited("update", serializer.instance, before=before)
 
     def perform_destroy(self, instance):
-        before = snapshot(instance)
-        super().perform_destroy(instance)
-        self._announce("delete", instance, before, {})
-
-    def _announce(self, action: str, instance, before: dict, after: dict) -> None:
-        changes = audit_changes(type(instance), before, after) if after else {}
-        api_write.send(
-            sender=type(instance),
-            actor=self.request.user,
-            action=action,
-            instance=instance,
-            changes=changes,
-            request=self.request,
-        )
+        object_delete(instance=instance)
 
     @extend_schema(request=ShareRequestSerializer, responses={200: SharesSerializer})
     @action(detail=True, methods=["post"], url_path="share")
@@ -111,7 +103,7 @@ class OwnedModelViewSet(viewsets.ModelViewSet):
 
 
 class ServiceBackedViewSet(OwnedModelViewSet):
-    """Routes writes through services while keeping the base viewset's audit announcement."""
+    """Routes creates and updates through the app's services (which audit them)."""
 
     def create_object(self, validated_data: dict):
         raise NotImplementedError
@@ -123,6 +115,4 @@ class ServiceBackedViewSet(OwnedModelViewSet):
         serializer.instance = self.create_object(dict(serializer.validated_data))
 
     def perform_update(self, serializer):
-        before = snapshot(serializer.instance)
         serializer.instance = self.update_object(serializer.instance, dict(serializer.validated_data))
-        self._announce("update", serializer.instance, before, snapshot(serializer.instance))

@@ -7,7 +7,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from agentmesh.core import crypto
-from agentmesh.core.signals import api_write
+from agentmesh.core.signals import write_audited
 from masterdata import services
 from masterdata.models import Secret
 from tests.api_base import assert_problem
@@ -85,12 +85,12 @@ def test_audit_event_masks_the_ciphertext(client_for, developer):
     def receiver(sender, **kwargs):
         seen.append(kwargs["changes"])
 
-    api_write.connect(receiver, sender=Secret)
+    write_audited.connect(receiver, sender=Secret)
     try:
         response = client_for(developer).post(URL, {"name": "k", "value": SECRET_VALUE}, format="json")
         client_for(developer).patch(f"{URL}/{response.json()['id']}", {"value": "x" * 20}, format="json")
     finally:
-        api_write.disconnect(receiver, sender=Secret)
+        write_audited.disconnect(receiver, sender=Secret)
     assert len(seen) == 2
     for changes in seen:
         assert changes["encrypted_value"] == "***"

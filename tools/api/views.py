@@ -7,7 +7,6 @@ from rest_framework.response import Response
 
 from agentmesh.core.permissions import is_admin, permitted_queryset
 from agentmesh.core.serializers import representation
-from agentmesh.core.signals import snapshot
 from agentmesh.core.viewsets import ServiceBackedViewSet
 from masterdata.api.serializers import CategoryCountSerializer
 
@@ -188,8 +187,6 @@ class ToolViewSet(ServiceBackedViewSet):
         from ..openapi_import import tools_import_openapi
 
         tools = tools_import_openapi(owner=request.user, **data.validated_data)
-        for tool in tools:
-            self._announce("create", tool, {}, snapshot(tool))
         return Response(ToolSerializer(tools, many=True).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -213,8 +210,6 @@ class ToolViewSet(ServiceBackedViewSet):
             names=values.get("names"),
             category=values["category"],
         )
-        for tool in tools:
-            self._announce("create", tool, {}, snapshot(tool))
         return Response(ToolSerializer(tools, many=True).data, status=status.HTTP_201_CREATED)
 
 

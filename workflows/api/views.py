@@ -16,7 +16,6 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from agentmesh.core.permissions import has_object_action
-from agentmesh.core.signals import snapshot
 from agentmesh.core.viewsets import ServiceBackedViewSet
 from agents.api.interact import EventStreamRenderer
 
@@ -51,9 +50,7 @@ class WorkflowViewSet(ServiceBackedViewSet):
         return services.workflow_update(workflow=instance, actor=self.request.user, **validated_data)
 
     def perform_destroy(self, instance):
-        before = snapshot(instance)
         services.workflow_delete(workflow=instance)
-        self._announce("delete", instance, before, {})
 
     @extend_schema(
         operation_id="workflows_versions_list",

@@ -2,14 +2,13 @@
 
 import os
 
-from django.core.management.base import BaseCommand
-
 from agentmesh.accounts.models import Role
 from agentmesh.accounts.services import user_ensure
+from agentmesh.core.management.base import AuditedCommand
 from integration.services import demo_seed
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = "Create the demo accounts and the developer's demo data if they do not exist."
 
     def handle(self, *args, **options):

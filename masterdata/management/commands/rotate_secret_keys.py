@@ -1,10 +1,11 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from agentmesh.core.crypto import DecryptionError
+from agentmesh.core.management.base import AuditedCommand
 from masterdata.services import secret_keys_rotate
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = (
         "Re-encrypt every secret under the first key of FERNET_KEYS. Put the new key first, run "
         "this, then remove the old key."
