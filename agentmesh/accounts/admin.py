@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.models import Group
 
-from .models import User
+from .models import Role, User
 
 
 @admin.register(User)
@@ -16,3 +17,10 @@ class UserAdmin(DjangoUserAdmin):
     add_fieldsets = [
         (None, {"classes": ["wide"], "fields": ["username", "email", "role", "password1", "password2"]}),
     ]
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        # The role decides the role group: the form offers only the other groups.
+        if db_field.name == "groups":
+            kwargs["queryset"] = Group.objects.exclude(name__in=Role.values)
+            kwargs["help_text"] = "Groups besides the role's own group, which follows the Role field."
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
