@@ -1,7 +1,8 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group
 
+from . import services
 from .models import Role, User
 
 
@@ -14,6 +15,7 @@ class UserAdmin(DjangoUserAdmin):
         *DjangoUserAdmin.fieldsets,
         ("Agent Mesh", {"fields": ["role"]}),
     ]
+    actions = ["unlock_login"]
     add_fieldsets = [
         (None, {"classes": ["wide"], "fields": ["username", "email", "role", "password1", "password2"]}),
     ]
@@ -24,3 +26,13 @@ class UserAdmin(DjangoUserAdmin):
             kwargs["queryset"] = Group.objects.exclude(name__in=Role.values)
             kwargs["help_text"] = "Groups besides the role's own group, which follows the Role field."
         return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    @admin.action(description="Unlock login (forget failed attempts)", permissions=["change"])
+    def unlock_login(self, request, queryset):
+        removed = sum(services.user_login_unlock(user=user) for user in queryset)
+        self.message_user(
+            request,
+            f"Unlocked {queryset.count()} account(s) ({removed} failed-attempt record(s) removed). "
+            "An address locked out for failures across accounts is unlocked under Axes: Access attempts.",
+            messages.SUCCESS,
+        )
