@@ -102,3 +102,23 @@ def test_unlock_admin_action_lets_the_account_log_in_again(api_client, developer
     assert response.status_code == 200 and "Unlocked 1 account" in response.content.decode()
 
     assert login(api_client, developer.username, REMOTE_ADDR="198.51.100.9").status_code == 200
+
+
+@lockout
+def test_deleting_access_attempts_in_the_axes_admin_unlocks_an_address(api_client, developer, make_user):
+    for n in range(3):
+        login(api_client, f"nobody{n}", "wrong")
+    assert_problem(login(api_client, developer.username), 429)
+
+    from axes.models import AccessAttempt
+
+    admin = Client()
+    admin.force_login(make_user(Role.ADMIN, is_staff=True, is_superuser=True))
+    attempts = list(AccessAttempt.objects.filter(ip_address="127.0.0.1").values_list("pk", flat=True))
+    assert len(attempts) >= 3  # the refused login of the locked address counts too
+    response = admin.post(
+        "/admin/axes/accessattempt/",
+        {"action": "delete_selected", "_selected_action": attempts, "post": "yes"},
+    )
+    assert response.status_code == 302
+    assert login(api_client, developer.username).status_code == 200
