@@ -240,6 +240,18 @@ class Severity(models.TextChoices):
     CRITICAL = "critical", "Critical"
 
 
+def webhook_url_problem(url: str) -> str | None:
+    """Why the safe HTTP client would refuse to deliver to `url` (checked on save; delivery checks
+    again, since what a name resolves to can change), or None."""
+    from agentmesh.core.safe_http import UnsafeURLError, check_url
+
+    try:
+        check_url(url)
+    except UnsafeURLError as exc:
+        return str(exc)
+    return None
+
+
 class AlertRule(OwnedModel):
     """metric(aggregation over the last `window_minutes`) <comparison> threshold → alert."""
 
@@ -265,6 +277,15 @@ class AlertRule(OwnedModel):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        for index, channel in enumerate(self.channels if isinstance(self.channels, list) else []):
+            if isinstance(channel, dict) and channel.get("type") == "webhook":
+                problem = webhook_url_problem(str(channel.get("url") or ""))
+                if problem:
+                    raise ValidationError({"channels": f"channels[{index}].url: {problem}"})
 
 
 class AlertState(models.TextChoices):

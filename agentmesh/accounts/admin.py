@@ -1,4 +1,4 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm
@@ -8,7 +8,8 @@ from agentmesh.core.admin import AuditedAdminMixin
 from agentmesh.core.audit import audited
 from agentmesh.core.signals import MASK
 
-from .models import User
+from . import services
+from .models import Role, User
 
 
 class AuditedPasswordChangeForm(AdminPasswordChangeForm):
@@ -31,9 +32,27 @@ class UserAdmin(AuditedAdminMixin, DjangoUserAdmin):
         *DjangoUserAdmin.fieldsets,
         ("Agent Mesh", {"fields": ["role"]}),
     ]
+    actions = ["unlock_login"]
     add_fieldsets = [
         (None, {"classes": ["wide"], "fields": ["username", "email", "role", "password1", "password2"]}),
     ]
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        # The role decides the role group: the form offers only the other groups.
+        if db_field.name == "groups":
+            kwargs["queryset"] = Group.objects.exclude(name__in=Role.values)
+            kwargs["help_text"] = "Groups besides the role's own group, which follows the Role field."
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    @admin.action(description="Unlock login (forget failed attempts)", permissions=["change"])
+    def unlock_login(self, request, queryset):
+        removed = sum(services.user_login_unlock(user=user) for user in queryset)
+        self.message_user(
+            request,
+            f"Unlocked {queryset.count()} account(s) ({removed} failed-attempt record(s) removed). "
+            "An address locked out for failures across accounts is unlocked under Axes: Access attempts.",
+            messages.SUCCESS,
+        )
 
 
 admin.site.unregister(Group)

@@ -3,7 +3,10 @@ from django.contrib.auth.backends import ModelBackend
 
 
 class UsernameOrEmailBackend(ModelBackend):
-    """Authenticate with a username or an email address. Inactive users are refused."""
+    """Authenticate with a username or an email address. Inactive users are refused.
+
+    Model permissions of the role groups follow `User.role`, not group membership
+    (agentmesh.accounts.roles.group_permissions)."""
 
     def authenticate(self, request, username=None, password=None, **kwargs):
         if username is None or password is None:
@@ -18,3 +21,8 @@ class UsernameOrEmailBackend(ModelBackend):
         if user.check_password(password) and self.user_can_authenticate(user):
             return user
         return None
+
+    def _get_group_permissions(self, user_obj):
+        from .roles import group_permissions
+
+        return group_permissions(user_obj)

@@ -42,3 +42,11 @@ def user_ensure(*, username: str, email: str, password: str, role: str, superuse
     user.save()
     audited("create", user)
     return user, True
+
+
+def user_login_unlock(*, user) -> int:
+    """Forget the failed logins counted against the account (django-axes), which ends its
+    lockout. Returns how many attempt records were removed."""
+    from axes.utils import reset
+
+    return reset(username=user.username)

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.db import transaction
 
 from .exceptions import ServiceValidationError
+from .models import ALLOW_RULE_HELP, OutboundAllowRule
 from .services import object_delete, object_save
 
 
@@ -81,3 +82,19 @@ class ServiceBackedAdmin(AuditedAdmin):
         saved = self.save_via_service(request, target, form, change)
         obj.pk = saved.pk
         obj._state.adding = False
+
+
+@admin.register(OutboundAllowRule)
+class OutboundAllowRuleAdmin(AuditedAdmin):
+    """Destinations the SSRF guard lets through. Saving or deleting a rule clears the guard's rule
+    cache in this process (post_save/post_delete); other processes pick it up within
+    safe_http.RULE_CACHE_SECONDS."""
+
+    list_display = ["pattern", "description", "enabled", "updated_at"]
+    list_filter = ["enabled"]
+    search_fields = ["pattern", "description"]
+    fields = ["pattern", "description", "enabled"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        kwargs.setdefault("help_texts", {"pattern": ALLOW_RULE_HELP})
+        return super().get_form(request, obj, **kwargs)

@@ -1,8 +1,11 @@
 """Domain-free base models and the object-permission model factory."""
 
+import ipaddress
+import re
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
@@ -59,6 +62,13 @@ def object_permission_models(model: type[models.Model]) -> tuple[type, type]:
     return user_model, group_model
 
 
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+ALLOW_RULE_HELP = (
+    "A host name (exact, or *.example.internal for its subdomains), an IP address or a CIDR block "
+    "such as 10.20.0.0/16."
+)
+
+
 class OutboundAllowRule(TimeStampedModel):
     """An admin-approved outbound HTTP destination that the SSRF guard would otherwise refuse.
 
@@ -74,3 +84,20 @@ class OutboundAllowRule(TimeStampedModel):
 
     def __str__(self) -> str:
         return self.pattern
+
+    def clean(self) -> None:
+        # The form the SSRF guard compares with (agentmesh.core.safe_http._parse_pattern).
+        self.pattern = pattern = (self.pattern or "").strip().lower().rstrip(".")
+        try:
+            network = ipaddress.ip_network(pattern, strict=True)
+        except ValueError as exc:
+            name = pattern.removeprefix("*.")
+            labels = name.split(".")
+            looks_like_address = "/" in pattern or ":" in pattern or labels[-1].isdigit()
+            if looks_like_address:
+                raise ValidationError({"pattern": f"Not a valid IP address or CIDR block: {exc}."}) from None
+            if len(name) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+                raise ValidationError({"pattern": f"Not a valid host name. {ALLOW_RULE_HELP}"}) from None
+            return
+        if network.prefixlen == 0:
+            raise ValidationError({"pattern": "A rule for every address would switch the SSRF guard off."})

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "guardian",
+    "axes",
     "agentmesh.core",
     "agentmesh.accounts",
     "observability",
@@ -56,6 +57,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns an admin login lockout into its page
 ]
 
 ROOT_URLCONF = "agentmesh.urls"
@@ -112,6 +114,7 @@ CACHES = {"default": cache_from_url(env_str("CACHE_URL", f"file://{VAR_DIR / 'ca
 
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out accounts and addresses
     "agentmesh.accounts.backends.UsernameOrEmailBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -140,6 +143,25 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 5 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 
+# --- Client address, login lockout ------------------------------------------------------
+# How many reverse proxies in front of the app append to X-Forwarded-For. 0: the header is
+# ignored and the client address is REMOTE_ADDR (agentmesh.core.throttling.client_address).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+# django-axes: after LOGIN_FAILURE_LIMIT failed logins for one account (from any address) or
+# from one address (for any account), API and admin logins are refused for LOGIN_LOCKOUT_MINUTES
+# (each further try restarts it). An admin unlocks with the user admin's "Unlock login" action
+# or by deleting the Axes "Access attempts" rows.
+AXES_ENABLED = env_bool("LOGIN_LOCKOUT_ENABLED", True)
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "agentmesh.core.throttling.client_address"
+AXES_USERNAME_CALLABLE = "agentmesh.accounts.lockout.lockout_username"
+AXES_LOCKOUT_CALLABLE = "agentmesh.accounts.lockout.lockout_response"
+AXES_RESET_ON_SUCCESS = False  # a success from one address must not clear another's failures
+AXES_DISABLE_ACCESS_LOG = True  # successful logins are recorded as observability events
+AXES_VERBOSE = False
+
 # --- REST framework ---------------------------------------------------------------------
 API_MAX_PAGE_SIZE = 200
 REST_FRAMEWORK = {
@@ -167,8 +189,9 @@ REST_FRAMEWORK = {
         "auth": env_str("AUTH_THROTTLE_RATE", "10/minute"),
         "user": env_str("USER_THROTTLE_RATE", "1000/minute"),
     },
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["agentmesh.core.throttling.UserThrottle"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")

@@ -22,6 +22,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Unit tests run tasks eagerly; the real-worker fixture starts workers with this set to 0.
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", True)
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"auth": "1000/minute", "user": "100000/minute"}
+# The suite logs in a lot from one address; the lockout tests switch it on (override_settings).
+AXES_ENABLED = env_bool("LOGIN_LOCKOUT_ENABLED", False)
 # Tests run their fake LLM / HTTP servers on 127.0.0.1; the SSRF tests override this.
 SAFE_HTTP_ALLOWLIST = ["127.0.0.1"]
 FERNET_KEYS = ["ZmVybmV0LXRlc3Qta2V5LTAxMjM0NTY3ODlhYmNkZWY="]

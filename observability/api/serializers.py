@@ -15,6 +15,7 @@ from ..models import (
     ObservabilityEvent,
     Severity,
     Span,
+    webhook_url_problem,
 )
 from ..selectors import BUCKETS, WINDOWS
 
@@ -328,8 +329,12 @@ class ChannelSerializer(serializers.Serializer):
     url = serializers.URLField(required=False, max_length=500)
 
     def validate(self, attrs):
-        if attrs["type"] == "webhook" and not attrs.get("url"):
-            raise serializers.ValidationError({"url": ["A webhook channel needs a url."]})
+        if attrs["type"] == "webhook":
+            if not attrs.get("url"):
+                raise serializers.ValidationError({"url": ["A webhook channel needs a url."]})
+            problem = webhook_url_problem(attrs["url"])
+            if problem:
+                raise serializers.ValidationError({"url": [problem]})
         return attrs
 
 

@@ -4,6 +4,8 @@ from rest_framework import serializers
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 
+from ..lockout import LoginLockedOut
+
 User = get_user_model()
 
 
@@ -19,9 +21,10 @@ class LoginSerializer(serializers.Serializer):
     password = serializers.CharField(write_only=True, style={"input_type": "password"})
 
     def validate(self, attrs):
-        user = authenticate(
-            self.context.get("request"), username=attrs["username"], password=attrs["password"]
-        )
+        request = self.context["request"]  # django-axes counts failures per account and address
+        user = authenticate(request, username=attrs["username"], password=attrs["password"])
+        if user is None and getattr(request, "axes_locked_out", False):
+            raise LoginLockedOut(request)
         if user is None:
             raise AuthenticationFailed("Invalid credentials or inactive account.", code="invalid_credentials")
         attrs["user"] = user

@@ -13,6 +13,16 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 
+def api_command(host: str, port: str | int) -> list[str]:
+    """uvicorn, told to leave X-Forwarded-For alone: by default it believes the header from
+    127.0.0.1, so any local client could pick its address; the app reads the header itself when
+    TRUSTED_PROXY_COUNT says to (agentmesh.core.throttling.client_address)."""
+    return [
+        sys.executable, "-m", "uvicorn", "agentmesh.asgi:application",
+        "--host", host, "--port", str(port), "--no-proxy-headers",
+    ]  # fmt: skip
+
+
 class Command(BaseCommand):
     help = "Serve the API with uvicorn together with a Celery worker and beat (embedded mode)."
 
@@ -24,18 +34,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, host, port, concurrency, no_worker, **options):
         python = sys.executable
-        commands = {
-            "api": [
-                python,
-                "-m",
-                "uvicorn",
-                "agentmesh.asgi:application",
-                "--host",
-                host,
-                "--port",
-                str(port),
-            ],
-        }
+        commands = {"api": api_command(host, port)}
         if not no_worker:
             commands["worker"] = [
                 python, "-m", "celery", "-A", "agentmesh", "worker",
