@@ -71,7 +71,7 @@ class ShareRequestSerializer(StrictSerializer):
         return attrs
 
 
-class ShareHolderSerializer(serializers.Serializer):
+class ShareHolderSerializer(StrictSerializer):
     id = serializers.CharField()
     actions = serializers.ListField(child=serializers.CharField())
 
@@ -84,7 +84,7 @@ class ShareGroupSerializer(ShareHolderSerializer):
     name = serializers.CharField()
 
 
-class SharesSerializer(serializers.Serializer):
+class SharesSerializer(StrictSerializer):
     users = ShareUserSerializer(many=True)
     groups = ShareGroupSerializer(many=True)
 

@@ -1,8 +1,10 @@
 import re
 from datetime import UTC, datetime
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from agentmesh.core.permissions import is_admin
 from agentmesh.core.serializers import OwnerField, StrictModelSerializer, StrictSerializer
 
 from ..models import (
@@ -53,8 +55,7 @@ def clean_event_item(item) -> tuple[dict | None, list[dict]]:
         return None, [_err("", "Expected an object.", "not_a_dict")]
     errors = []
     unknown = item.keys() - EVENT_INPUT_FIELDS
-    if unknown:
-        errors.append(_err(sorted(unknown)[0], "Unknown field.", "unknown_field"))
+    errors.extend(_err(name, "Unknown field.", "unknown_field") for name in sorted(unknown))
     etype = item.get("type")
     if not etype:
         errors.append(_err("type", "This field is required.", "required"))
@@ -219,6 +220,8 @@ class TraceDetailSerializer(StrictSerializer):
 
 # --- logs ---------------------------------------------------------------------------------
 class LogRecordSerializer(StrictModelSerializer):
+    exception = serializers.SerializerMethodField(help_text="The traceback: admins only (null for others).")
+
     class Meta:
         model = LogRecord
         fields = [
@@ -235,6 +238,13 @@ class LogRecordSerializer(StrictModelSerializer):
             "exception",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_exception(self, record) -> str | None:
+        # Tracebacks show code and data of the server: only admins read them (the selector
+        # does not even load them for others).
+        request = self.context.get("request")
+        return record.exception if request is not None and is_admin(request.user) else None
 
 
 # --- metrics and health -------------------------------------------------------------------
