@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.http import JsonResponse
 
 from .exceptions import problem_response
 from .views import api_error_response
@@ -29,7 +30,8 @@ class ApiErrorsAsJsonMiddleware:
 
     DRF views and the error handlers already answer JSON; this replaces what Django renders
     itself: the DEBUG technical 404/500 pages (used whatever handler404 says), a plain 405 of a
-    non-DRF view, a 400 for a disallowed host."""
+    non-DRF view, a 400 for a disallowed host; and an error the browsable API (DEBUG=1) would
+    render as HTML is sent as its JSON."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -42,7 +44,11 @@ class ApiErrorsAsJsonMiddleware:
             or "json" in response.get("Content-Type", "")
         ):
             return response
-        replacement = api_error_response(request, response.status_code)
+        data = getattr(response, "data", None)  # a DRF error rendered as HTML (browsable API)
+        if isinstance(data, dict) and data.get("status") == response.status_code and "errors" in data:
+            replacement = JsonResponse(data, status=response.status_code)
+        else:
+            replacement = api_error_response(request, response.status_code)
         for header, value in response.items():
             if header.lower() not in _KEEP_OUT:
                 replacement[header] = value

@@ -1,5 +1,6 @@
 """Every answer under /api/ is JSON in the error shape, DEBUG or not; `make run` serves without DEBUG."""
 
+import json
 import os
 import re
 import signal
@@ -190,3 +191,20 @@ def test_make_run_serves_json_errors_without_debug_and_its_static_files(make_run
         assert http.get(bundle).status_code == 200
     # The first run generated the instance's own secret key.
     assert (var / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+def test_an_error_the_browsable_api_renders_as_html_is_sent_as_json(rf):
+    """With DEBUG=1 the browsable API renders HTML for browsers; its errors are sent as their JSON."""
+    from rest_framework.response import Response
+
+    from agentmesh.core.exceptions import problem
+    from agentmesh.core.middleware import ApiErrorsAsJsonMiddleware
+
+    def browsable(request):
+        response = Response(problem(404, "No such tool."), status=404, content_type="text/html")
+        response.content = b"<html>browsable API page</html>"
+        return response
+
+    response = ApiErrorsAsJsonMiddleware(browsable)(rf.get("/api/v1/tools/x", HTTP_ACCEPT="text/html"))
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    assert json.loads(response.content) == problem(404, "No such tool.")
