@@ -52,5 +52,5 @@ class ApiErrorsAsJsonMiddleware:
         for header, value in response.items():
             if header.lower() not in _KEEP_OUT:
                 replacement[header] = value
-        response.close()
+        # Not response.close(): that sends request_finished, which the server sends for the reply.
         return replacement
