@@ -13,8 +13,13 @@ if not env_list("FERNET_KEYS"):
     raise ImproperlyConfigured("Set FERNET_KEYS (comma-separated Fernet keys) to encrypt secrets.")
 
 from .base import *  # noqa: E402, F403
+from .base import REST_FRAMEWORK  # noqa: E402
 
 DEBUG = False
+# base.py read DEBUG from the environment: DEBUG=1 must not turn on the browsable API here.
+REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"] = [
+    renderer for renderer in REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"] if "Browsable" not in renderer
+]
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # HTTPS only. Switch the redirect off where a TLS-terminating proxy already redirects (the proxy
 # must still set X-Forwarded-Proto), or to try the server over plain HTTP (then HSTS too).

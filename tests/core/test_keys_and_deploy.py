@@ -160,10 +160,14 @@ def test_production_settings_are_secure_by_default_and_can_be_relaxed(tmp_path):
     show = (
         "from django.conf import settings as s; "
         "print(s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS, s.SECURE_HSTS_INCLUDE_SUBDOMAINS, "
-        "s.SECURE_HSTS_PRELOAD, s.REGISTRATION_OPEN, s.DEBUG, s.SECURE_REDIRECT_EXEMPT)"
+        "s.SECURE_HSTS_PRELOAD, s.REGISTRATION_OPEN, s.DEBUG, s.SECURE_REDIRECT_EXEMPT, "
+        "s.REST_FRAMEWORK['DEFAULT_RENDERER_CLASSES'])"
     )
     default = manage("shell", "-c", show, env=prod_env(tmp_path))
-    assert default.stdout.strip() == "True 31536000 True True False False ['^api/v1/system/health$']", default
+    assert default.stdout.strip() == (
+        "True 31536000 True True False False ['^api/v1/system/health$'] "
+        "['rest_framework.renderers.JSONRenderer']"
+    ), default
     relaxed = manage(
         "shell",
         "-c",
@@ -177,6 +181,7 @@ def test_production_settings_are_secure_by_default_and_can_be_relaxed(tmp_path):
         ),
     )
     assert relaxed.stdout.strip().startswith("False 0 True True True False"), relaxed
+    assert "Browsable" not in relaxed.stdout
 
 
 def test_production_without_a_secret_key_refuses_to_start_and_writes_no_key(tmp_path):
