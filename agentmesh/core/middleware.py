@@ -1,6 +1,10 @@
 from django.conf import settings
+from django.http import JsonResponse
 
 from .exceptions import problem_response
+from .views import api_error_response
+
+_KEEP_OUT = {"content-type", "content-length"}
 
 
 class RequestBodyLimitMiddleware:
@@ -19,3 +23,34 @@ class RequestBodyLimitMiddleware:
                 413, f"Request body exceeds the limit of {settings.MAX_REQUEST_BODY_BYTES} bytes."
             )
         return self.get_response(request)
+
+
+class ApiErrorsAsJsonMiddleware:
+    """Every error answer under /api/ is the JSON error shape, DEBUG or not.
+
+    DRF views and the error handlers already answer JSON; this replaces what Django renders
+    itself: the DEBUG technical 404/500 pages (used whatever handler404 says), a plain 405 of a
+    non-DRF view, a 400 for a disallowed host; and an error the browsable API (DEBUG=1) would
+    render as HTML is sent as its JSON."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            response.status_code < 400
+            or not request.path.startswith("/api/")
+            or "json" in response.get("Content-Type", "")
+        ):
+            return response
+        data = getattr(response, "data", None)  # a DRF error rendered as HTML (browsable API)
+        if isinstance(data, dict) and data.get("status") == response.status_code and "errors" in data:
+            replacement = JsonResponse(data, status=response.status_code)
+        else:
+            replacement = api_error_response(request, response.status_code)
+        for header, value in response.items():
+            if header.lower() not in _KEEP_OUT:
+                replacement[header] = value
+        # Not response.close(): that sends request_finished, which the server sends for the reply.
+        return replacement

@@ -9,14 +9,15 @@ from pathlib import Path
 import dj_database_url
 
 from .env import cache_from_url, env_bool, env_int, env_list, env_str
+from .keys import LEGACY_DEV_SECRET_KEY, fernet_key_from, load_or_create_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("AGENTMESH_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-# Only for local development; prod.py refuses to start with it.
-INSECURE_DEV_SECRET_KEY = "django-insecure-agentmesh-dev-key-do-not-use-in-production"
-SECRET_KEY = env_str("SECRET_KEY", INSECURE_DEV_SECRET_KEY)
+# Without SECRET_KEY in the environment (embedded mode, development) a random key is generated on
+# first run and kept in VAR_DIR/secret_key (mode 0600); prod.py requires the environment variable.
+SECRET_KEY = env_str("SECRET_KEY") or load_or_create_secret_key(VAR_DIR / "secret_key")
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -49,6 +50,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "observability.middleware.RequestContextMiddleware",
+    "agentmesh.core.middleware.ApiErrorsAsJsonMiddleware",
     "agentmesh.core.middleware.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -227,11 +229,10 @@ SPECTACULAR_SETTINGS = {
 # Comma-separated Fernet keys; the first encrypts, all decrypt (rotation).
 FERNET_KEYS = env_list("FERNET_KEYS", [])
 if not FERNET_KEYS:
-    # Development fallback derived from SECRET_KEY; prod.py insists on explicit keys.
-    import base64
-    import hashlib
-
-    FERNET_KEYS = [base64.urlsafe_b64encode(hashlib.sha256(SECRET_KEY.encode()).digest()).decode()]
+    # Embedded/development fallback derived from SECRET_KEY (prod.py insists on explicit keys),
+    # plus, to decrypt only, the key installs derived from the old public dev key: secrets they
+    # stored stay readable until `manage.py rotate_secret_keys` re-encrypts them.
+    FERNET_KEYS = list(dict.fromkeys([fernet_key_from(SECRET_KEY), fernet_key_from(LEGACY_DEV_SECRET_KEY)]))
 
 # --- Outbound HTTP (agentmesh.core.safe_http) -------------------------------------------
 SAFE_HTTP_ALLOWLIST = env_list("SAFE_HTTP_ALLOWLIST", [])  # hosts or CIDRs allowed despite SSRF rules

@@ -20,7 +20,7 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from agentmesh.core.permissions import has_object_action
-from agentmesh.core.serializers import representation
+from agentmesh.core.serializers import StrictSerializer, representation
 
 from ..models import AgentRun, RunStatus, StopReason
 from ..runs import run_cancel, run_execute, run_start
@@ -39,7 +39,7 @@ class EventStreamRenderer(renderers.BaseRenderer):
         return json.dumps(data, cls=DjangoJSONEncoder).encode()
 
 
-class InteractRequestSerializer(serializers.Serializer):
+class InteractRequestSerializer(StrictSerializer):
     input = serializers.CharField(required=False, trim_whitespace=False, help_text="The user's message…")
     messages = serializers.ListField(
         child=serializers.DictField(), required=False, help_text='…or [{"role": "user", "content": "…"}].'
@@ -62,7 +62,7 @@ class InteractRequestSerializer(serializers.Serializer):
         return attrs
 
 
-class RunMessageSerializer(serializers.Serializer):
+class RunMessageSerializer(StrictSerializer):
     seq = serializers.IntegerField()
     role = serializers.CharField()
     content = serializers.CharField(allow_null=True)
@@ -70,7 +70,7 @@ class RunMessageSerializer(serializers.Serializer):
     tool_call_id = serializers.CharField(allow_blank=True)
 
 
-class InteractResultSerializer(serializers.Serializer):
+class InteractResultSerializer(StrictSerializer):
     """A run as interact returns it: the outcome, the messages it added, usage and cost.
     (Fields declared by hand: this is on every interaction's hot path.)"""
 

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from agentmesh.core.serializers import OwnerField
+from agentmesh.core.serializers import OwnerField, StrictModelSerializer, StrictSerializer
 from masterdata.models import Constraint, ModelConfig, Prompt, Skill
 from tools.models import Tool
 
@@ -20,14 +20,14 @@ def _reference(queryset, label: str, **kwargs) -> serializers.PrimaryKeyRelatedF
     )
 
 
-class AgentVersionSummarySerializer(serializers.ModelSerializer):
+class AgentVersionSummarySerializer(StrictModelSerializer):
     class Meta:
         model = AgentVersion
         fields = ["version", "created_at"]
         read_only_fields = fields
 
 
-class AgentSerializer(serializers.ModelSerializer):
+class AgentSerializer(StrictModelSerializer):
     owner = OwnerField()
     model = _reference(
         ModelConfig.objects.all(),
@@ -84,7 +84,7 @@ class AgentSerializer(serializers.ModelSerializer):
         read_only_fields = ["status", "deployed_at"]
 
 
-class AgentVersionSerializer(serializers.ModelSerializer):
+class AgentVersionSerializer(StrictModelSerializer):
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     snapshot = serializers.JSONField(read_only=True, help_text="What deploy validated and runs use.")
 
@@ -94,25 +94,25 @@ class AgentVersionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class DeployCheckSerializer(serializers.Serializer):
+class DeployCheckSerializer(StrictSerializer):
     name = serializers.CharField()
     ok = serializers.BooleanField()
     message = serializers.CharField(allow_blank=True)
 
 
-class DeployResultSerializer(serializers.Serializer):
+class DeployResultSerializer(StrictSerializer):
     version = serializers.IntegerField()
     status = serializers.CharField()
     checks = DeployCheckSerializer(many=True)
 
 
-class ErrorItemSerializer(serializers.Serializer):
+class ErrorItemSerializer(StrictSerializer):
     field = serializers.CharField(allow_null=True)
     code = serializers.CharField()
     message = serializers.CharField()
 
 
-class DeployFailedSerializer(serializers.Serializer):
+class DeployFailedSerializer(StrictSerializer):
     """The API error shape plus the whole check report."""
 
     type = serializers.CharField()
@@ -123,19 +123,19 @@ class DeployFailedSerializer(serializers.Serializer):
     checks = DeployCheckSerializer(many=True)
 
 
-class DurationPercentilesSerializer(serializers.Serializer):
+class DurationPercentilesSerializer(StrictSerializer):
     p50 = serializers.FloatField(allow_null=True)
     p95 = serializers.FloatField(allow_null=True)
 
 
-class AgentDayStatsSerializer(serializers.Serializer):
+class AgentDayStatsSerializer(StrictSerializer):
     day = serializers.DateField()
     runs = serializers.IntegerField()
     succeeded = serializers.IntegerField()
     cost_usd = serializers.DecimalField(max_digits=20, decimal_places=8)
 
 
-class AgentStatsSerializer(serializers.Serializer):
+class AgentStatsSerializer(StrictSerializer):
     agent_id = serializers.UUIDField()
     days = serializers.IntegerField()
     runs = serializers.IntegerField()
@@ -150,7 +150,7 @@ class AgentStatsSerializer(serializers.Serializer):
     per_day = AgentDayStatsSerializer(many=True)
 
 
-class ConversationSerializer(serializers.ModelSerializer):
+class ConversationSerializer(StrictModelSerializer):
     user = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
@@ -159,7 +159,7 @@ class ConversationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class MessageSerializer(serializers.ModelSerializer):
+class MessageSerializer(StrictModelSerializer):
     class Meta:
         model = Message
         fields = ["id", "seq", "role", "content", "tool_calls", "tool_call_id", "run", "created_at"]
@@ -171,7 +171,7 @@ class MessageSerializer(serializers.ModelSerializer):
 RUN_STATUS_HELP = "One of: " + ", ".join(RunStatus.values) + "."
 
 
-class AgentRunStepSerializer(serializers.ModelSerializer):
+class AgentRunStepSerializer(StrictModelSerializer):
     kind = serializers.CharField(read_only=True, help_text="One of: " + ", ".join(StepKind.values) + ".")
 
     class Meta:
@@ -195,7 +195,7 @@ class AgentRunStepSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class AgentRunSerializer(serializers.ModelSerializer):
+class AgentRunSerializer(StrictModelSerializer):
     agent_name = serializers.CharField(source="agent.name", read_only=True)
     version = serializers.IntegerField(source="version.version", read_only=True)
     user = serializers.SlugRelatedField(slug_field="username", read_only=True)

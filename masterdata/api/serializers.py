@@ -1,7 +1,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from agentmesh.core.serializers import OwnerField
+from agentmesh.core.serializers import OwnerField, StrictModelSerializer, StrictSerializer
 
 from ..models import Constraint, ModelConfig, Prompt, PromptVersion, Secret, Skill
 from ..services import MAX_SECRET_CHARS, VARIABLE_TYPES
@@ -15,7 +15,7 @@ def tags_field() -> serializers.ListField:
     )
 
 
-class SkillSerializer(serializers.ModelSerializer):
+class SkillSerializer(StrictModelSerializer):
     owner = OwnerField()
     tags = tags_field()
     slug = serializers.SlugField(max_length=110, required=False, allow_blank=True)
@@ -52,12 +52,12 @@ class SkillSearchResultSerializer(SkillSerializer):
         fields = [*SkillSerializer.Meta.fields, "rank"]
 
 
-class CategoryCountSerializer(serializers.Serializer):
+class CategoryCountSerializer(StrictSerializer):
     category = serializers.CharField()
     count = serializers.IntegerField()
 
 
-class ConstraintSerializer(serializers.ModelSerializer):
+class ConstraintSerializer(StrictModelSerializer):
     owner = OwnerField()
     rules = serializers.DictField(help_text="Validated against the JSON Schema of the constraint type.")
 
@@ -76,14 +76,14 @@ class ConstraintSerializer(serializers.ModelSerializer):
         ]
 
 
-class ConstraintTypeSerializer(serializers.Serializer):
+class ConstraintTypeSerializer(StrictSerializer):
     type = serializers.CharField(source="name")
     label = serializers.CharField()
     description = serializers.CharField()
     schema = serializers.DictField(help_text="JSON Schema of `rules` for this type.")
 
 
-class PromptVariableSerializer(serializers.Serializer):
+class PromptVariableSerializer(StrictSerializer):
     name = serializers.RegexField(r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=100)
     type = serializers.ChoiceField(choices=list(VARIABLE_TYPES), required=False)
     description = serializers.CharField(max_length=1000, required=False, allow_blank=True)
@@ -98,7 +98,7 @@ class PromptVariablesField(serializers.ListField):
     child = serializers.DictField()
 
 
-class PromptVersionSerializer(serializers.ModelSerializer):
+class PromptVersionSerializer(StrictModelSerializer):
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     variables = PromptVariableSerializer(many=True, read_only=True)
 
@@ -107,7 +107,7 @@ class PromptVersionSerializer(serializers.ModelSerializer):
         fields = ["version", "template", "variables", "created_by", "created_at"]
 
 
-class PromptSerializer(serializers.ModelSerializer):
+class PromptSerializer(StrictModelSerializer):
     owner = OwnerField()
     tags = tags_field()
     variables = PromptVariablesField(
@@ -144,17 +144,17 @@ class PromptDetailSerializer(PromptSerializer):
         fields = [*PromptSerializer.Meta.fields, "versions"]
 
 
-class PromptRenderRequestSerializer(serializers.Serializer):
+class PromptRenderRequestSerializer(StrictSerializer):
     variables = serializers.DictField(required=False, default=dict)
     version = serializers.IntegerField(required=False, min_value=1, help_text="Default: the current version.")
 
 
-class PromptRenderSerializer(serializers.Serializer):
+class PromptRenderSerializer(StrictSerializer):
     text = serializers.CharField()
     version = serializers.IntegerField()
 
 
-class SecretSerializer(serializers.ModelSerializer):
+class SecretSerializer(StrictModelSerializer):
     """Write-only `value`; responses carry only the mask, the fingerprint and metadata."""
 
     owner = OwnerField()
@@ -189,7 +189,7 @@ class SecretSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class ModelConfigSerializer(serializers.ModelSerializer):
+class ModelConfigSerializer(StrictModelSerializer):
     owner = OwnerField()
     api_key_secret = serializers.PrimaryKeyRelatedField(
         queryset=Secret.objects.all(),
@@ -238,7 +238,7 @@ class ModelConfigSerializer(serializers.ModelSerializer):
         extra_kwargs = {"context_window": {"min_value": 1}}
 
 
-class ProviderSerializer(serializers.Serializer):
+class ProviderSerializer(StrictSerializer):
     id = serializers.CharField()
     label = serializers.CharField()
     description = serializers.CharField()
@@ -247,7 +247,7 @@ class ProviderSerializer(serializers.Serializer):
     default_base_url = serializers.CharField(allow_blank=True)
 
 
-class CountsSerializer(serializers.Serializer):
+class CountsSerializer(StrictSerializer):
     total = serializers.IntegerField()
     active = serializers.IntegerField()
 
@@ -269,11 +269,11 @@ class ModelStatsSerializer(CountsSerializer):
     by_provider = serializers.DictField(child=serializers.IntegerField())
 
 
-class SecretStatsSerializer(serializers.Serializer):
+class SecretStatsSerializer(StrictSerializer):
     total = serializers.IntegerField()
 
 
-class MasterDataStatsSerializer(serializers.Serializer):
+class MasterDataStatsSerializer(StrictSerializer):
     skills = SkillStatsSerializer()
     constraints = ConstraintStatsSerializer()
     prompts = PromptStatsSerializer()

@@ -1,9 +1,11 @@
 import re
 from datetime import UTC, datetime
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from agentmesh.core.serializers import OwnerField
+from agentmesh.core.permissions import is_admin
+from agentmesh.core.serializers import OwnerField, StrictModelSerializer, StrictSerializer
 
 from ..models import (
     Aggregation,
@@ -28,7 +30,7 @@ EVENT_INPUT_FIELDS = frozenset({"type", "level", "timestamp", "payload", "trace_
 
 
 # --- events -------------------------------------------------------------------------------
-class EventInSerializer(serializers.Serializer):
+class EventInSerializer(StrictSerializer):
     """One event to record (the schema of POST /events; validated by `clean_event_item`)."""
 
     type = serializers.RegexField(EVENT_TYPE_RE, max_length=100, help_text="Dotted, e.g. `agent.deployed`.")
@@ -54,8 +56,7 @@ def clean_event_item(item) -> tuple[dict | None, list[dict]]:
         return None, [_err("", "Expected an object.", "not_a_dict")]
     errors = []
     unknown = item.keys() - EVENT_INPUT_FIELDS
-    if unknown:
-        errors.append(_err(sorted(unknown)[0], "Unknown field.", "unknown_field"))
+    errors.extend(_err(name, "Unknown field.", "unknown_field") for name in sorted(unknown))
     etype = item.get("type")
     if not etype:
         errors.append(_err("type", "This field is required.", "required"))
@@ -96,7 +97,7 @@ def clean_event_item(item) -> tuple[dict | None, list[dict]]:
     return (None, errors) if errors else (clean, [])
 
 
-class EventSerializer(serializers.ModelSerializer):
+class EventSerializer(StrictModelSerializer):
     actor = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
@@ -120,20 +121,20 @@ class EventSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class BatchItemErrorSerializer(serializers.Serializer):
+class BatchItemErrorSerializer(StrictSerializer):
     field = serializers.CharField(allow_null=True)
     code = serializers.CharField()
     message = serializers.CharField()
 
 
-class BatchItemResultSerializer(serializers.Serializer):
+class BatchItemResultSerializer(StrictSerializer):
     index = serializers.IntegerField()
     status = serializers.IntegerField(help_text="201 created, 400 invalid.")
     id = serializers.UUIDField(required=False)
     errors = BatchItemErrorSerializer(many=True, required=False)
 
 
-class EventBatchResultSerializer(serializers.Serializer):
+class EventBatchResultSerializer(StrictSerializer):
     created = serializers.IntegerField()
     failed = serializers.IntegerField()
     results = BatchItemResultSerializer(many=True)
@@ -164,7 +165,7 @@ SPAN_FIELDS = [
 _SPAN_STATUS_HELP = "`unset` (still running), `ok` or `error`."
 
 
-class SpanSerializer(serializers.ModelSerializer):
+class SpanSerializer(StrictModelSerializer):
     status = serializers.CharField(read_only=True, help_text=_SPAN_STATUS_HELP)
     depth = serializers.IntegerField(read_only=True, default=0)
 
@@ -174,7 +175,7 @@ class SpanSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class TraceSerializer(serializers.ModelSerializer):
+class TraceSerializer(StrictModelSerializer):
     """A trace, described by its root span and totals over all its spans."""
 
     root_span_id = serializers.CharField(source="span_id")
@@ -212,14 +213,16 @@ class TraceSerializer(serializers.ModelSerializer):
         return (obj.total_input_tokens or 0) + (obj.total_output_tokens or 0)
 
 
-class TraceDetailSerializer(serializers.Serializer):
+class TraceDetailSerializer(StrictSerializer):
     trace_id = serializers.CharField()
     root_span_id = serializers.CharField()
     spans = SpanSerializer(many=True, help_text="Depth-first tree order; `parent_span_id` links, `depth`.")
 
 
 # --- logs ---------------------------------------------------------------------------------
-class LogRecordSerializer(serializers.ModelSerializer):
+class LogRecordSerializer(StrictModelSerializer):
+    exception = serializers.SerializerMethodField(help_text="The traceback: admins only (null for others).")
+
     class Meta:
         model = LogRecord
         fields = [
@@ -237,6 +240,13 @@ class LogRecordSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_exception(self, record) -> str | None:
+        # Tracebacks show code and data of the server: only admins read them (the selector
+        # does not even load them for others).
+        request = self.context.get("request")
+        return record.exception if request is not None and is_admin(request.user) else None
+
 
 # --- metrics and health -------------------------------------------------------------------
 class MetricsQuerySerializer(serializers.Serializer):
@@ -244,28 +254,28 @@ class MetricsQuerySerializer(serializers.Serializer):
     bucket = serializers.ChoiceField(choices=list(BUCKETS), required=False)
 
 
-class _WindowSerializer(serializers.Serializer):
+class _WindowSerializer(StrictSerializer):
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
     window = serializers.CharField()
     bucket = serializers.CharField()
 
 
-class _LatencySerializer(serializers.Serializer):
+class _LatencySerializer(StrictSerializer):
     avg = serializers.FloatField(allow_null=True)
     p50 = serializers.FloatField(allow_null=True)
     p95 = serializers.FloatField(allow_null=True)
     p99 = serializers.FloatField(allow_null=True)
 
 
-class _BucketSerializer(serializers.Serializer):
+class _BucketSerializer(StrictSerializer):
     t = serializers.DateTimeField()
     requests = serializers.IntegerField()
     errors = serializers.IntegerField()
     avg_ms = serializers.FloatField(allow_null=True)
 
 
-class _RequestsSerializer(serializers.Serializer):
+class _RequestsSerializer(StrictSerializer):
     total = serializers.IntegerField()
     errors = serializers.IntegerField()
     error_rate = serializers.FloatField()
@@ -273,7 +283,7 @@ class _RequestsSerializer(serializers.Serializer):
     series = _BucketSerializer(many=True)
 
 
-class _RunsSerializer(serializers.Serializer):
+class _RunsSerializer(StrictSerializer):
     kind = serializers.CharField()
     status = serializers.CharField()
     count = serializers.IntegerField()
@@ -281,7 +291,7 @@ class _RunsSerializer(serializers.Serializer):
     max_ms = serializers.FloatField(allow_null=True)
 
 
-class _UsageRowSerializer(serializers.Serializer):
+class _UsageRowSerializer(StrictSerializer):
     model = serializers.CharField(required=False)
     agent_id = serializers.CharField(required=False)
     user_id = serializers.IntegerField(required=False, allow_null=True)
@@ -291,18 +301,18 @@ class _UsageRowSerializer(serializers.Serializer):
     cost_usd = serializers.DecimalField(max_digits=14, decimal_places=6, allow_null=True)
 
 
-class _UsageSerializer(serializers.Serializer):
+class _UsageSerializer(StrictSerializer):
     by_model = _UsageRowSerializer(many=True)
     by_agent = _UsageRowSerializer(many=True)
     by_user = _UsageRowSerializer(many=True)
 
 
-class _EventCountSerializer(serializers.Serializer):
+class _EventCountSerializer(StrictSerializer):
     level = serializers.CharField()
     count = serializers.IntegerField()
 
 
-class ObservabilityMetricsSerializer(serializers.Serializer):
+class ObservabilityMetricsSerializer(StrictSerializer):
     window = _WindowSerializer()
     scope = serializers.ChoiceField(choices=["all", "user"], help_text="`user`: only your own activity.")
     requests = _RequestsSerializer()
@@ -311,7 +321,7 @@ class ObservabilityMetricsSerializer(serializers.Serializer):
     events = _EventCountSerializer(many=True)
 
 
-class ObservabilityHealthSerializer(serializers.Serializer):
+class ObservabilityHealthSerializer(StrictSerializer):
     status = serializers.CharField(help_text="`ok` or `degraded`.")
     problems = serializers.ListField(child=serializers.CharField())
     recording = serializers.DictField()
@@ -324,7 +334,7 @@ class ObservabilityHealthSerializer(serializers.Serializer):
 CHANNEL_TYPES = ("log", "webhook")
 
 
-class ChannelSerializer(serializers.Serializer):
+class ChannelSerializer(StrictSerializer):
     type = serializers.ChoiceField(choices=CHANNEL_TYPES)
     url = serializers.URLField(required=False, max_length=500)
 
@@ -346,7 +356,7 @@ VALUE_METRICS = {
 }
 
 
-class AlertRuleSerializer(serializers.ModelSerializer):
+class AlertRuleSerializer(StrictModelSerializer):
     owner = OwnerField()
     channels = ChannelSerializer(many=True, required=False)
     filters = serializers.DictField(child=serializers.CharField(max_length=200), required=False)
@@ -392,7 +402,7 @@ class AlertRuleSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class AlertSerializer(serializers.ModelSerializer):
+class AlertSerializer(StrictModelSerializer):
     owner = OwnerField()
     acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     resolved_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
@@ -422,7 +432,7 @@ class AlertSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class AlertCreateSerializer(serializers.Serializer):
+class AlertCreateSerializer(StrictSerializer):
     """A manual alert (rules raise theirs by themselves; create rules at /alert-rules)."""
 
     title = serializers.CharField(max_length=200)

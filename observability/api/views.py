@@ -11,7 +11,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import ErrorDetail, NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
@@ -92,7 +92,12 @@ class EventViewSet(ReadOnlyFilters, mixins.ListModelMixin, viewsets.GenericViewS
         if isinstance(data, dict):
             clean, errors = clean_event_item(data)
             if errors:
-                raise ValidationError({e["field"] or "non_field_errors": [e["message"]] for e in errors})
+                raise ValidationError(
+                    {
+                        e["field"] or "non_field_errors": [ErrorDetail(e["message"], code=e["code"])]
+                        for e in errors
+                    }
+                )
             (event_id,) = services.events_ingest(items=[clean], actor=request.user)
             event = ObservabilityEvent.objects.select_related("actor").get(pk=event_id)
             return Response(EventSerializer(event).data, status=status.HTTP_201_CREATED)

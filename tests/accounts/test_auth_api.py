@@ -96,8 +96,9 @@ def test_register_creates_user_role_and_returns_tokens(api_client):
 
 def test_register_cannot_choose_a_role(api_client):
     payload = {"username": "sneaky", "email": "s@example.com", "password": PASSWORD, "role": "admin"}
-    assert api_client.post("/api/v1/auth/register", payload, format="json").status_code == 201
-    assert User.objects.get(username="sneaky").role == Role.USER
+    # `role` is not a field of the registration body: refused, never silently dropped.
+    assert_problem(api_client.post("/api/v1/auth/register", payload, format="json"), 400, "role")
+    assert not User.objects.filter(username="sneaky").exists()
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from agentmesh.core.serializers import OwnerField
+from agentmesh.core.serializers import OwnerField, StrictModelSerializer, StrictSerializer
 from masterdata.api.serializers import tags_field
 
 from ..models import Tool, ToolExecution
@@ -8,7 +8,7 @@ from ..services import TOOL_FIELDS
 from ..testing import TEST_CASE_SCHEMA
 
 
-class ToolSerializer(serializers.ModelSerializer):
+class ToolSerializer(StrictModelSerializer):
     owner = OwnerField()
     tags = tags_field()
     type = serializers.CharField(max_length=30, help_text="One of GET /api/v1/tools/types.")
@@ -37,7 +37,7 @@ class ToolSerializer(serializers.ModelSerializer):
         read_only_fields = ["slug", "version", "status", "validated_at", "validation_report", "deployed_at"]
 
 
-class ToolExecutionSerializer(serializers.ModelSerializer):
+class ToolExecutionSerializer(StrictModelSerializer):
     tool_name = serializers.CharField(source="tool.name", read_only=True)
     user = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
@@ -68,13 +68,13 @@ class ToolExecutionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ExecuteRequestSerializer(serializers.Serializer):
+class ExecuteRequestSerializer(StrictSerializer):
     arguments = serializers.DictField(
         required=False, default=dict, help_text="Checked against the tool's schema."
     )
 
 
-class TestRequestSerializer(serializers.Serializer):
+class TestRequestSerializer(StrictSerializer):
     arguments = serializers.DictField(required=False, help_text="Run one case with these arguments…")
     expect = serializers.DictField(required=False, help_text="…and these expectations.")
     cases = serializers.ListField(
@@ -87,7 +87,7 @@ class TestRequestSerializer(serializers.Serializer):
         return attrs
 
 
-class TestCaseResultSerializer(serializers.Serializer):
+class TestCaseResultSerializer(StrictSerializer):
     name = serializers.CharField()
     passed = serializers.BooleanField()
     status = serializers.CharField(allow_null=True)
@@ -98,45 +98,45 @@ class TestCaseResultSerializer(serializers.Serializer):
     failures = serializers.ListField(child=serializers.CharField())
 
 
-class TestReportSerializer(serializers.Serializer):
+class TestReportSerializer(StrictSerializer):
     passed = serializers.BooleanField()
     total = serializers.IntegerField()
     failed = serializers.IntegerField()
     cases = TestCaseResultSerializer(many=True)
 
 
-class CheckSerializer(serializers.Serializer):
+class CheckSerializer(StrictSerializer):
     name = serializers.CharField()
     ok = serializers.BooleanField()
     message = serializers.CharField(allow_blank=True)
 
 
-class ValidationReportSerializer(serializers.Serializer):
+class ValidationReportSerializer(StrictSerializer):
     valid = serializers.BooleanField()
     status = serializers.CharField()
     version = serializers.IntegerField()
     checks = CheckSerializer(many=True)
 
 
-class ToolTypeSerializer(serializers.Serializer):
+class ToolTypeSerializer(StrictSerializer):
     type = serializers.CharField()
     label = serializers.CharField()
     description = serializers.CharField()
     config_schema = serializers.JSONField()
 
 
-class DayCountSerializer(serializers.Serializer):
+class DayCountSerializer(StrictSerializer):
     day = serializers.DateField()
     calls = serializers.IntegerField()
     succeeded = serializers.IntegerField()
 
 
-class PercentilesSerializer(serializers.Serializer):
+class PercentilesSerializer(StrictSerializer):
     p50 = serializers.FloatField(allow_null=True)
     p95 = serializers.FloatField(allow_null=True)
 
 
-class ToolStatsSerializer(serializers.Serializer):
+class ToolStatsSerializer(StrictSerializer):
     tool_id = serializers.UUIDField()
     days = serializers.IntegerField()
     calls = serializers.IntegerField()
@@ -150,7 +150,7 @@ class ToolStatsSerializer(serializers.Serializer):
     per_day = DayCountSerializer(many=True)
 
 
-class OpenAPIImportSerializer(serializers.Serializer):
+class OpenAPIImportSerializer(StrictSerializer):
     document = serializers.JSONField(
         required=False, help_text="The OpenAPI 3 document: a JSON object, or JSON/YAML text."
     )
@@ -177,7 +177,7 @@ class OpenAPIImportSerializer(serializers.Serializer):
         return attrs
 
 
-class MCPImportSerializer(serializers.Serializer):
+class MCPImportSerializer(StrictSerializer):
     url = serializers.CharField(max_length=2000, help_text="Streamable HTTP endpoint of the MCP server.")
     headers_secret_id = serializers.UUIDField(required=False, allow_null=True)
     names = serializers.ListField(

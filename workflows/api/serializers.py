@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from agentmesh.core.serializers import OwnerField
+from agentmesh.core.serializers import OwnerField, StrictModelSerializer, StrictSerializer
 from agents.api.serializers import DurationPercentilesSerializer
 
 from ..models import ExecutionStatus, StepExecution, StepStatus, Workflow, WorkflowExecution, WorkflowVersion
@@ -10,7 +10,7 @@ EXECUTION_STATUS_HELP = "One of: " + ", ".join(ExecutionStatus.values) + "."
 STEP_STATUS_HELP = "One of: " + ", ".join(StepStatus.values) + "."
 
 
-class WorkflowSerializer(serializers.ModelSerializer):
+class WorkflowSerializer(StrictModelSerializer):
     owner = OwnerField()
     definition = serializers.JSONField(
         help_text="nodes, edges, inputs (JSON Schema), outputs (name -> expression), start, timeout_seconds."
@@ -23,7 +23,7 @@ class WorkflowSerializer(serializers.ModelSerializer):
         fields = ["id", *WORKFLOW_FIELDS, "version", "owner", "created_at", "updated_at"]
 
 
-class WorkflowVersionSerializer(serializers.ModelSerializer):
+class WorkflowVersionSerializer(StrictModelSerializer):
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     definition = serializers.JSONField(read_only=True)
 
@@ -33,7 +33,7 @@ class WorkflowVersionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class StepExecutionSerializer(serializers.ModelSerializer):
+class StepExecutionSerializer(StrictModelSerializer):
     status = serializers.CharField(read_only=True, help_text=STEP_STATUS_HELP)
 
     class Meta:
@@ -66,7 +66,7 @@ class StepExecutionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class WorkflowExecutionSerializer(serializers.ModelSerializer):
+class WorkflowExecutionSerializer(StrictModelSerializer):
     workflow_name = serializers.CharField(source="workflow.name", read_only=True)
     version = serializers.IntegerField(source="version.version", read_only=True)
     user = serializers.SlugRelatedField(slug_field="username", read_only=True)
@@ -109,7 +109,7 @@ class WorkflowExecutionDetailSerializer(WorkflowExecutionSerializer):
         read_only_fields = fields
 
 
-class WorkflowExecuteRequestSerializer(serializers.Serializer):
+class WorkflowExecuteRequestSerializer(StrictSerializer):
     inputs = serializers.DictField(
         required=False, default=dict, help_text="Checked against the input schema."
     )
@@ -129,7 +129,7 @@ class WorkflowExecuteRequestSerializer(serializers.Serializer):
     )
 
 
-class DecisionRequestSerializer(serializers.Serializer):
+class DecisionRequestSerializer(StrictSerializer):
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
     node_id = serializers.CharField(
         required=False,
@@ -140,13 +140,13 @@ class DecisionRequestSerializer(serializers.Serializer):
     )
 
 
-class StepFailureSerializer(serializers.Serializer):
+class StepFailureSerializer(StrictSerializer):
     node_id = serializers.CharField()
     failures = serializers.IntegerField()
     timeouts = serializers.IntegerField()
 
 
-class WorkflowStatsSerializer(serializers.Serializer):
+class WorkflowStatsSerializer(StrictSerializer):
     workflow_id = serializers.UUIDField()
     days = serializers.IntegerField()
     executions = serializers.IntegerField()

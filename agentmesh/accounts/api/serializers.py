@@ -4,19 +4,21 @@ from rest_framework import serializers
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 
+from agentmesh.core.serializers import StrictFieldsMixin, StrictModelSerializer, StrictSerializer
+
 from ..lockout import LoginLockedOut
 
 User = get_user_model()
 
 
-class UserSerializer(serializers.ModelSerializer):
+class UserSerializer(StrictModelSerializer):
     class Meta:
         model = User
         fields = ["id", "username", "email", "first_name", "last_name", "role", "is_active", "date_joined"]
         read_only_fields = fields
 
 
-class LoginSerializer(serializers.Serializer):
+class LoginSerializer(StrictSerializer):
     username = serializers.CharField(help_text="Username or email address.")
     password = serializers.CharField(write_only=True, style={"input_type": "password"})
 
@@ -31,13 +33,13 @@ class LoginSerializer(serializers.Serializer):
         return attrs
 
 
-class TokenPairSerializer(serializers.Serializer):
+class TokenPairSerializer(StrictSerializer):
     access = serializers.CharField()
     refresh = serializers.CharField()
     user = UserSerializer()
 
 
-class RegisterSerializer(serializers.Serializer):
+class RegisterSerializer(StrictSerializer):
     username = serializers.RegexField(r"^[\w.@+-]{3,150}$", max_length=150)
     email = serializers.EmailField()
     password = serializers.CharField(write_only=True, min_length=1, max_length=128)
@@ -65,7 +67,7 @@ class RegisterSerializer(serializers.Serializer):
         return attrs
 
 
-class RefreshSerializer(TokenRefreshSerializer):
+class RefreshSerializer(StrictFieldsMixin, TokenRefreshSerializer):
     """Rotating refresh: the used token is blacklisted; inactive or deleted users are refused."""
 
     def validate(self, attrs):
@@ -77,10 +79,10 @@ class RefreshSerializer(TokenRefreshSerializer):
             ) from exc
 
 
-class TokenRefreshResponseSerializer(serializers.Serializer):
+class TokenRefreshResponseSerializer(StrictSerializer):
     access = serializers.CharField()
     refresh = serializers.CharField()
 
 
-class LogoutSerializer(serializers.Serializer):
+class LogoutSerializer(StrictSerializer):
     refresh = serializers.CharField()

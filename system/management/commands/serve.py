@@ -47,6 +47,10 @@ class Command(BaseCommand):
         processes = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}  # noqa: S603
         self.stdout.write(self.style.SUCCESS(f"Agent Mesh API on http://{host}:{port}/api/docs/"))
         self.stdout.write(f"Broker: {settings.CELERY_BROKER_URL.split('@')[-1]} — Ctrl-C stops everything.")
+        if settings.DEBUG:
+            self.stdout.write(
+                self.style.WARNING("DEBUG is on: error pages show internals. Do not expose it.")
+            )
 
         stopping = False
 
