@@ -94,7 +94,8 @@ class MessageAdmin(ReadOnlyAdmin):
 class AgentRunAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
-        "agent",
+        "agent_name",
+        "agent_version_number",
         "status",
         "stop_reason",
         "user",
@@ -105,8 +106,8 @@ class AgentRunAdmin(ReadOnlyAdmin):
         "created_at",
     ]
     list_filter = ["status", "stop_reason", "background"]
-    search_fields = ["id", "agent__name", "trace_id", "idempotency_key"]
-    list_select_related = ["agent", "user"]
+    search_fields = ["id", "agent_name", "trace_id", "idempotency_key"]
+    list_select_related = ["user"]
 
 
 @admin.register(AgentRunStep)

@@ -14,7 +14,7 @@ from django.utils import timezone
 from rest_framework.exceptions import ErrorDetail, ValidationError
 
 from agentmesh.core import crypto, sandbox
-from agentmesh.core.exceptions import ServiceValidationError
+from agentmesh.core.exceptions import ConflictError, ServiceValidationError
 from agentmesh.core.permissions import has_object_action
 from masterdata.constraints import effective_limits, first_schema_error
 from masterdata.models import ModelConfig, Prompt
@@ -29,7 +29,7 @@ from masterdata.services import (
 from observability.services import event_record
 from tools.models import ToolStatus
 
-from .models import Agent, AgentStatus, AgentVersion
+from .models import FINISHED_RUN_STATUSES, Agent, AgentRun, AgentStatus, AgentVersion
 
 # What callers may set, in display order (the API serializer and the admin form use it too).
 AGENT_FIELDS = (
@@ -423,6 +423,20 @@ def agent_undeploy(*, agent: Agent, actor) -> Agent:
             payload={"version": agent.deployed_version.version if agent.deployed_version else None},
         )
     return agent
+
+
+@transaction.atomic
+def agent_delete(*, agent: Agent) -> None:
+    """Delete the agent and its versions; its runs and conversations stay, readable by their
+    users (and admins), with the agent's name and version number they ran with. Refused (409)
+    while a run is queued or running: cancel it or let it finish first."""
+    agent = Agent.objects.select_for_update().get(pk=agent.pk)  # no run starts meanwhile
+    unfinished = AgentRun.objects.filter(agent=agent).exclude(status__in=FINISHED_RUN_STATUSES).count()
+    if unfinished:
+        raise ConflictError(
+            f"The agent has {unfinished} queued or running run(s); cancel them or let them finish first."
+        )
+    agent.delete()
 
 
 def parse_days(value: str | None, *, default: int = 30) -> int:

@@ -54,7 +54,7 @@ class ToolAdmin(ServiceBackedAdmin):
 class ToolExecutionAdmin(admin.ModelAdmin):
     list_display = [
         "id",
-        "tool",
+        "tool_name",
         "tool_version",
         "status",
         "error_kind",
@@ -63,8 +63,8 @@ class ToolExecutionAdmin(admin.ModelAdmin):
         "created_at",
     ]
     list_filter = ["status", "error_kind", "caller_type", "is_test"]
-    search_fields = ["id", "tool__name", "caller_ref", "trace_id"]
-    list_select_related = ["tool", "user"]
+    search_fields = ["id", "tool_name", "caller_ref", "trace_id"]
+    list_select_related = ["user"]
     exclude = ["pending_arguments"]
 
     def has_add_permission(self, request):

@@ -300,6 +300,21 @@ def tool_undeploy(*, tool: Tool, actor=None) -> Tool:
 
 
 # --- execution ------------------------------------------------------------------------------
+@transaction.atomic
+def tool_delete(*, tool: Tool) -> None:
+    """Delete the tool; its executions stay, readable by their callers (and admins), with the
+    tool's name and version they ran with. Refused (409) while an execution is queued or
+    running. Agents lose the tool from their (editable) tool list; deployed versions that
+    name it fail that call with a clear error until redeployed."""
+    tool = Tool.objects.select_for_update().get(pk=tool.pk)
+    unfinished = tool.executions.filter(status__in=[ExecutionStatus.QUEUED, ExecutionStatus.RUNNING]).count()
+    if unfinished:
+        raise ConflictError(
+            f"The tool has {unfinished} queued or running execution(s); let them finish first."
+        )
+    tool.delete()
+
+
 def validate_arguments(tool: Tool, arguments: Any) -> dict:
     """Raise ToolArgumentsInvalid naming the first offending argument."""
     if not isinstance(arguments, dict):
@@ -346,6 +361,7 @@ def _new_execution(tool: Tool, arguments: dict, *, actor, caller_type: str, call
     """An unsaved execution row: a synchronous call writes it once, when it has finished."""
     return ToolExecution(
         tool=tool,
+        tool_name=tool.name,
         tool_version=tool.version,
         user=actor if getattr(actor, "pk", None) else None,
         caller_type=caller_type,

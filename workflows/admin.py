@@ -43,10 +43,18 @@ class WorkflowVersionAdmin(ReadOnlyAdmin):
 
 @admin.register(WorkflowExecution)
 class WorkflowExecutionAdmin(ReadOnlyAdmin):
-    list_display = ["id", "workflow", "status", "user", "created_at", "duration_ms"]
+    list_display = [
+        "id",
+        "workflow_name",
+        "workflow_version_number",
+        "status",
+        "user",
+        "created_at",
+        "duration_ms",
+    ]
     list_filter = ["status"]
-    search_fields = ["id", "workflow__name", "trace_id"]
-    list_select_related = ["workflow", "user"]
+    search_fields = ["id", "workflow_name", "trace_id"]
+    list_select_related = ["user"]
 
 
 @admin.register(StepExecution)
