@@ -1,0 +1,84 @@
+"""Deleting an agent keeps its history: runs (with steps), conversations and messages stay
+readable by the user who ran them (and admins), carrying the agent's name and version."""
+
+import pytest
+
+from agents.models import Agent, AgentRun, AgentVersion, Conversation
+from agents.runs import run_start
+from tests.api_base import assert_problem
+from tests.fake_llm import Reply
+
+AGENTS = "/api/v1/agents"
+MODELS = "/api/v1/master-data/models"
+
+
+@pytest.mark.django_db
+def test_delete_an_agent_with_runs_keeps_them_readable(
+    client_for, developer, plain_user, other_developer, admin_user, llm, deployed_agent, builtin_tool
+):
+    agent = deployed_agent(tools=[builtin_tool()], name="summarizer")
+    owner = client_for(developer)
+    owner.post(
+        f"{AGENTS}/{agent.pk}/share", {"users": [plain_user.username], "actions": ["use"]}, format="json"
+    )
+    llm.push(Reply.tool_calls([("calculator", {"expression": "2*3"})]), Reply.text("6"))
+    user = client_for(plain_user)
+    ran = user.post(f"{AGENTS}/{agent.pk}/interact", {"input": "2*3?"}, format="json")
+    assert ran.status_code == 200, ran.json()
+    run_id, conversation_id = ran.json()["id"], ran.json()["conversation"]
+
+    response = owner.delete(f"{AGENTS}/{agent.pk}")
+    assert response.status_code == 204, response.content
+    assert not Agent.objects.filter(pk=agent.pk).exists() and not AgentVersion.objects.exists()
+
+    body = user.get(f"{AGENTS}/runs/{run_id}").json()
+    assert body["agent"] is None and body["agent_name"] == "summarizer" and body["version"] == 1
+    assert body["status"] == "succeeded" and body["output"] == "6"
+    assert [s["kind"] for s in body["steps"]] == ["llm", "tool", "llm"]
+    assert [r["id"] for r in user.get(f"{AGENTS}/runs").json()["results"]] == [run_id]
+    conversation = user.get(f"{AGENTS}/conversations/{conversation_id}").json()
+    assert conversation["agent"] is None
+    messages = user.get(f"{AGENTS}/conversations/{conversation_id}/messages").json()["results"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant"]
+    assert client_for(admin_user).get(f"{AGENTS}/runs/{run_id}").status_code == 200
+
+    # Nobody else: the agent's former owner no longer owns anything the run hangs on.
+    for stranger in (other_developer, developer):
+        assert_problem(client_for(stranger).get(f"{AGENTS}/runs/{run_id}"), 404)
+        assert run_id not in {r["id"] for r in client_for(stranger).get(f"{AGENTS}/runs").json()["results"]}
+        assert_problem(client_for(stranger).get(f"{AGENTS}/conversations/{conversation_id}"), 404)
+
+    # Nothing in the history protects the model config any more.
+    assert owner.delete(f"{MODELS}/{agent.model_id}").status_code == 204
+    assert user.get(f"{AGENTS}/runs/{run_id}").json()["agent_name"] == "summarizer"
+
+
+@pytest.mark.django_db
+def test_delete_is_refused_while_a_run_is_unfinished(client_for, developer, deployed_agent):
+    agent = deployed_agent()
+    run, _ = run_start(agent=agent, user=developer, input="hi")  # queued, no worker yet
+    client = client_for(developer)
+    assert_problem(client.delete(f"{AGENTS}/{agent.pk}"), 409)
+    assert client.post(f"{AGENTS}/runs/{run.pk}/cancel").json()["status"] == "cancelled"
+    assert client.delete(f"{AGENTS}/{agent.pk}").status_code == 204
+    kept = AgentRun.objects.get(pk=run.pk)
+    assert kept.agent_id is None and kept.version_id is None
+    assert (kept.agent_name, kept.agent_version_number) == ("helper", 1)
+    assert Conversation.objects.get(pk=run.conversation_id).agent_id is None
+
+
+@pytest.mark.django_db
+def test_an_agent_tool_of_a_deleted_agent_fails_cleanly(developer, llm, deployed_agent):
+    from tools import services as tool_services
+
+    callee = deployed_agent(name="callee")
+    tool = tool_services.tool_create(
+        owner=developer, name="ask_callee", type="agent", config={"agent_id": str(callee.pk)}
+    )
+    from agents.services import agent_delete
+
+    agent_delete(agent=callee)
+    checks = tool_services.tool_validate(tool=tool, actor=developer)
+    assert not all(c.ok for c in checks)
+    execution = tool_services.tool_execute(tool=tool, arguments={"input": "hi"}, actor=developer)
+    assert execution.status == "failed" and "no longer exists" in execution.error
