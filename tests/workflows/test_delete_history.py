@@ -53,6 +53,9 @@ def test_delete_a_workflow_with_executions_keeps_them_readable(
 
 @pytest.mark.django_db
 def test_a_deleted_sub_workflow_or_tool_fails_its_step(developer, engine, make_workflow):
+    from agents import services as agent_services
+    from agents.services import agent_deploy
+    from tests.agents.factories import make_agent
     from tools import services as tool_services
 
     child = make_workflow(linear(transform("x", 1)), name="child")
@@ -70,9 +73,15 @@ def test_a_deleted_sub_workflow_or_tool_fails_its_step(developer, engine, make_w
         ),
         name="uses-tool",
     )
+    agent = make_agent(developer)
+    assert agent_deploy(agent=agent, actor=developer)[0] is not None
+    calls_agent = make_workflow(
+        linear({"id": "g", "type": "agent", "config": {"agent_id": str(agent.pk), "input": "hi"}}),
+        name="asks-agent",
+    )
     services.workflow_delete(workflow=child)
     tool_services.tool_delete(tool=tool)
-    failed = engine.execute(calls_child)
-    assert failed.status == "failed" and "no longer exists" in failed.error
-    failed = engine.execute(calls_tool)
-    assert failed.status == "failed" and "no longer exists" in failed.error
+    agent_services.agent_delete(agent=agent)
+    for workflow in (calls_child, calls_tool, calls_agent):
+        failed = engine.execute(workflow)
+        assert failed.status == "failed" and "no longer exists" in failed.error, failed.error
