@@ -76,3 +76,8 @@ def conversations_visible_to(user, conversations: QuerySet | None = None) -> Que
     """The user's own conversations, and every conversation with an agent the user owns."""
     conversations = Conversation.objects.all() if conversations is None else conversations
     return child_records_visible_to(user, conversations, parent="agent")
+
+
+def unfinished_runs(agents) -> QuerySet:
+    """Runs of `agents` (objects or ids) still queued or running: they block a delete."""
+    return AgentRun.objects.filter(agent__in=agents).exclude(status__in=FINISHED_RUN_STATUSES)

@@ -29,7 +29,8 @@ from masterdata.services import (
 from observability.services import event_record
 from tools.models import ToolStatus
 
-from .models import FINISHED_RUN_STATUSES, Agent, AgentRun, AgentStatus, AgentVersion
+from .models import Agent, AgentStatus, AgentVersion
+from .selectors import unfinished_runs
 
 # What callers may set, in display order (the API serializer and the admin form use it too).
 AGENT_FIELDS = (
@@ -431,7 +432,7 @@ def agent_delete(*, agent: Agent) -> None:
     users (and admins), with the agent's name and version number they ran with. Refused (409)
     while a run is queued or running: cancel it or let it finish first."""
     agent = Agent.objects.select_for_update().get(pk=agent.pk)  # no run starts meanwhile
-    unfinished = AgentRun.objects.filter(agent=agent).exclude(status__in=FINISHED_RUN_STATUSES).count()
+    unfinished = unfinished_runs([agent]).count()
     if unfinished:
         raise ConflictError(
             f"The agent has {unfinished} queued or running run(s); cancel them or let them finish first."

@@ -64,3 +64,10 @@ def executions_visible_to(user, executions: QuerySet | None = None) -> QuerySet:
     Sharing a tool does not share other users' arguments and results."""
     executions = ToolExecution.objects.all() if executions is None else executions
     return child_records_visible_to(user, executions, parent="tool")
+
+
+def unfinished_executions(tools) -> QuerySet:
+    """Executions of `tools` (objects or ids) still queued or running: they block a delete."""
+    return ToolExecution.objects.filter(
+        tool__in=tools, status__in=[ExecutionStatus.QUEUED, ExecutionStatus.RUNNING]
+    )

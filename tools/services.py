@@ -34,6 +34,7 @@ from observability.services import event_record, span_end, span_start, use_span
 
 from .executors import Check, ConfigInvalid, ErrorKind, ToolCall, ToolError, ToolOutput, registry
 from .models import NAME_PATTERN, CallerType, ExecutionStatus, Tool, ToolExecution, ToolStatus
+from .selectors import unfinished_executions
 from .testing import TEST_CASE_SCHEMA
 
 logger = logging.getLogger(__name__)
@@ -307,7 +308,7 @@ def tool_delete(*, tool: Tool) -> None:
     running. Agents lose the tool from their (editable) tool list; deployed versions that
     name it fail that call with a clear error until redeployed."""
     tool = Tool.objects.select_for_update().get(pk=tool.pk)
-    unfinished = tool.executions.filter(status__in=[ExecutionStatus.QUEUED, ExecutionStatus.RUNNING]).count()
+    unfinished = unfinished_executions([tool]).count()
     if unfinished:
         raise ConflictError(
             f"The tool has {unfinished} queued or running execution(s); let them finish first."

@@ -66,6 +66,14 @@ def executions_visible_to(user, executions: QuerySet | None = None) -> QuerySet:
     return child_records_visible_to(user, executions, parent="workflow")
 
 
+def unfinished_executions(workflows) -> QuerySet:
+    """Executions of `workflows` (objects or ids) still queued, running or waiting: they block
+    a delete."""
+    return WorkflowExecution.objects.filter(workflow__in=workflows).exclude(
+        status__in=TERMINAL_EXECUTION_STATUSES
+    )
+
+
 def _event_id(ts, key: str) -> str:
     return f"{ts.isoformat()}~{key}"
 

@@ -19,12 +19,12 @@ from observability.services import event_record
 from .engine import scheduler
 from .engine.graph import validate_definition
 from .models import (
-    TERMINAL_EXECUTION_STATUSES,
     Workflow,
     WorkflowExecution,
     WorkflowStatus,
     WorkflowVersion,
 )
+from .selectors import unfinished_executions
 
 # What callers may set, in display order (the API serializer uses it too).
 WORKFLOW_FIELDS = ("name", "description", "status", "definition", "tags")
@@ -102,7 +102,7 @@ def workflow_delete(*, workflow: Workflow) -> None:
     their users (and admins), with the workflow's name and version number they ran with.
     Refused (409) while an execution is queued, running or waiting: cancel it first."""
     workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)  # no admission meanwhile
-    unfinished = workflow.executions.exclude(status__in=TERMINAL_EXECUTION_STATUSES).count()
+    unfinished = unfinished_executions([workflow]).count()
     if unfinished:
         raise ConflictError(
             f"The workflow has {unfinished} queued, running or waiting execution(s); cancel them first."

@@ -82,3 +82,23 @@ def test_an_agent_tool_of_a_deleted_agent_fails_cleanly(developer, llm, deployed
     assert not all(c.ok for c in checks)
     execution = tool_services.tool_execute(tool=tool, arguments={"input": "hi"}, actor=developer)
     assert execution.status == "failed" and "no longer exists" in execution.error
+
+
+@pytest.mark.django_db
+def test_the_admin_deletes_through_the_same_rule(client, make_user, developer, deployed_agent):
+    from agentmesh.accounts.models import Role
+    from agents.runs import run_cancel
+
+    client.force_login(make_user(Role.ADMIN, is_staff=True, is_superuser=True))
+    agent = deployed_agent()
+    run, _ = run_start(agent=agent, user=developer, input="hi")
+    url = f"/admin/agents/agent/{agent.pk}/delete/"
+    page = client.get(url)
+    assert page.status_code == 200 and f"Unfinished run {run.pk}" in page.content.decode()
+    assert client.post(url, {"post": "yes"}).status_code == 200  # the refusal page again
+    assert Agent.objects.filter(pk=agent.pk).exists()
+
+    run_cancel(run=run)
+    assert client.post(url, {"post": "yes"}).status_code == 302
+    assert not Agent.objects.filter(pk=agent.pk).exists()
+    assert AgentRun.objects.get(pk=run.pk).agent_name == "helper"
