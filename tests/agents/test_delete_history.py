@@ -102,3 +102,49 @@ def test_the_admin_deletes_through_the_same_rule(client, make_user, developer, d
     assert client.post(url, {"post": "yes"}).status_code == 302
     assert not Agent.objects.filter(pk=agent.pk).exists()
     assert AgentRun.objects.get(pk=run.pk).agent_name == "helper"
+
+
+@pytest.mark.django_db
+def test_the_migration_backfills_names_and_versions(developer, deployed_agent, engine_free_workflow):
+    """Rows written before the snapshot fields existed get them from their agent/workflow/tool."""
+    import importlib
+
+    from django.apps import apps
+
+    from tools import services as tool_services
+    from tools.models import ToolExecution
+    from workflows.models import WorkflowExecution
+
+    agent = deployed_agent(name="old-agent")
+    run, _ = run_start(agent=agent, user=developer, input="hi")
+    tool = tool_services.tool_create(
+        owner=developer, name="oldcalc", type="builtin", config={"function": "calculator"}
+    )
+    tool_execution = tool_services.tool_execute(tool=tool, arguments={"expression": "1"}, actor=developer)
+    workflow_execution = engine_free_workflow(developer)
+    AgentRun.objects.update(agent_name="", agent_version_number=None)
+    ToolExecution.objects.update(tool_name="")
+    WorkflowExecution.objects.update(workflow_name="", workflow_version_number=None)
+
+    for app, name in (("agents", "0004"), ("tools", "0003"), ("workflows", "0004")):
+        importlib.import_module(f"{app}.migrations.{name}_backfill_history_names").backfill(apps, None)
+
+    run.refresh_from_db()
+    tool_execution.refresh_from_db()
+    workflow_execution.refresh_from_db()
+    assert (run.agent_name, run.agent_version_number) == ("old-agent", 1)
+    assert tool_execution.tool_name == "oldcalc"
+    assert (workflow_execution.workflow_name, workflow_execution.workflow_version_number) == ("old-wf", 1)
+
+
+@pytest.fixture
+def engine_free_workflow():
+    def make(owner):
+        from workflows import services
+
+        definition = {"nodes": [{"id": "a", "type": "transform", "config": {"template": "{{ 1 }}"}}]}
+        workflow = services.workflow_create(owner=owner, name="old-wf", definition=definition)
+        execution, _ = services.workflow_execute(workflow=workflow, user=owner, inputs={})
+        return execution
+
+    return make
