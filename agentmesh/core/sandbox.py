@@ -220,8 +220,14 @@ def _check_format(template: str, args: tuple, kwargs: Mapping) -> None:
     for _, _, spec, _ in fields:
         if not spec:
             continue
-        if "{" in spec:  # nested width/precision: any number given may be one
+        if "{" in spec:  # nested width/precision or spec: any number given may be one
             numbers = [v for v in (*args, *kwargs.values()) if isinstance(v, int)]
+            numbers += [
+                int(n)
+                for v in (*args, *kwargs.values())
+                if isinstance(v, str) and len(v) <= 100
+                for n in _NUMBER.findall(v)
+            ]
         else:
             numbers = [int(n) for n in _NUMBER.findall(spec)]
         if any(abs(n) > MAX_VALUE_SIZE for n in numbers):

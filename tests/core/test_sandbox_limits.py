@@ -42,6 +42,7 @@ def test_the_time_limit_is_a_setting(settings):
         "{{ '1'.zfill(2000000) }}",
         "{{ '{:>2000000}'.format(1) }}",
         "{{ '{:>{}}'.format(1, 2000000) }}",
+        "{{ '{:{}}'.format(1, '>2000000') }}",
         "{{ '{a:>2000000}'.format_map({'a': 1}) }}",
         "{{ 'x'|center(2000000) }}",
         "{{ 'a\nb'|indent(2000000) }}",
