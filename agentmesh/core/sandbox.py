@@ -5,9 +5,10 @@ unsafe methods …) with `StrictUndefined` (a missing variable is an error, not 
 string). Template and output sizes are capped, and every render is bounded twice more:
 
 * **Time** (`SANDBOX_RENDER_TIMEOUT_SECONDS`, 1 s by default). A thread cannot stop CPU-bound
-  Python code, so the render checks a monotonic deadline itself, cooperatively: in every loop
-  iteration, attribute/item access, call, intercepted operator and output chunk (a counter
-  keeps the clock reads rare). A render never holds a request or worker thread much longer.
+  Python code, so the render checks a monotonic deadline itself, cooperatively: every loop
+  iteration and every call (macros included) counts, and the clock is read every 64 of them
+  and every 16 KB of output. Without a loop or a call a template's work is bounded by its
+  length and the size limits, so a render never holds a request or worker thread much longer.
 * **Size of every intermediate value** (`MAX_VALUE_SIZE` characters or items, the output
   cap). Operators (`*`, `+`, `%`, `~`), calls of str/list methods, filters and globals are
   checked before they compute where the result size can be foreseen (`'x' * n`,
@@ -417,7 +418,7 @@ def _check_product(left: Any, right: Any) -> None:
         if isinstance(sequence, _SEQUENCES) and isinstance(count, int):
             if len(sequence) * count > MAX_VALUE_SIZE:
                 raise _too_large("the repeated value")
-            if not isinstance(sequence, str) and count > 1:  # repeated references to big items
+            if sequence and not isinstance(sequence, str) and count > 1:  # references to big items
                 _check_length(_text_size(sequence) * count, "the text of the repeated value")
 
 
