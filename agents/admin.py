@@ -5,7 +5,7 @@ from django.contrib import admin
 
 from agentmesh.core.admin import AuditedAdmin, ServiceBackedAdmin
 
-from . import services
+from . import selectors, services
 from .models import Agent, AgentRun, AgentRunStep, AgentVersion, Conversation, Message
 
 
@@ -33,6 +33,22 @@ class AgentAdmin(ServiceBackedAdmin):
         if change:
             return services.agent_update(agent=obj, **values)
         return services.agent_create(owner=form.cleaned_data["owner"], **values)
+
+    # Deleting goes through the service (history kept, refused while runs are unfinished);
+    # the confirmation page lists the unfinished ones as what prevents it.
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        blocking = [
+            f"Unfinished run {each.pk} ({each.status})" for each in selectors.unfinished_runs(objs)[:20]
+        ]
+        return deleted, counts, perms_needed, [*protected, *blocking]
+
+    def delete_model(self, request, obj):
+        services.agent_delete(agent=obj)
+
+    def delete_queryset(self, request, queryset):
+        for agent in queryset:
+            services.agent_delete(agent=agent)
 
     def save_related(self, request, form, formsets, change):
         # The service already set the many-to-many fields; only the inlines are left.
@@ -94,7 +110,8 @@ class MessageAdmin(ReadOnlyAdmin):
 class AgentRunAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
-        "agent",
+        "agent_name",
+        "agent_version_number",
         "status",
         "stop_reason",
         "user",
@@ -105,8 +122,8 @@ class AgentRunAdmin(ReadOnlyAdmin):
         "created_at",
     ]
     list_filter = ["status", "stop_reason", "background"]
-    search_fields = ["id", "agent__name", "trace_id", "idempotency_key"]
-    list_select_related = ["agent", "user"]
+    search_fields = ["id", "agent_name", "trace_id", "idempotency_key"]
+    list_select_related = ["user"]
 
 
 @admin.register(AgentRunStep)

@@ -81,7 +81,10 @@ class AgentVersion(TimeStampedModel):
 
 
 class Conversation(TimeStampedModel):
-    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="conversations")
+    # Kept (agent set to null) when the agent is deleted: its messages stay readable.
+    agent = models.ForeignKey(
+        Agent, on_delete=models.SET_NULL, null=True, blank=True, related_name="conversations"
+    )
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     title = models.CharField(max_length=200, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
@@ -119,8 +122,15 @@ class StopReason(models.TextChoices):
 
 
 class AgentRun(TimeStampedModel):
-    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="runs")
-    version = models.ForeignKey(AgentVersion, on_delete=models.PROTECT, related_name="runs")
+    # History outlives the agent: deleting it sets these to null, the names below remain.
+    agent = models.ForeignKey(Agent, on_delete=models.SET_NULL, null=True, blank=True, related_name="runs")
+    version = models.ForeignKey(
+        AgentVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="runs"
+    )
+    agent_name = models.CharField(max_length=100, blank=True, help_text="The agent's name when it ran.")
+    agent_version_number = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The number of the version that ran."
+    )
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="runs")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -165,6 +175,14 @@ class AgentRun(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.status})"
+
+    def save(self, *args, **kwargs):
+        if self._state.adding:  # what it ran with, from the objects the creator passed
+            if not self.agent_name and self.agent_id:
+                self.agent_name = self.agent.name
+            if self.agent_version_number is None and self.version_id:
+                self.agent_version_number = self.version.version
+        super().save(*args, **kwargs)
 
     @property
     def finished(self) -> bool:

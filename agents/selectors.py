@@ -9,7 +9,7 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from agentmesh.core.aggregates import percentiles
-from agentmesh.core.permissions import is_admin, permitted_queryset
+from agentmesh.core.selectors import child_records_visible_to
 
 from .models import FINISHED_RUN_STATUSES, Agent, AgentRun, Conversation, RunStatus
 
@@ -66,21 +66,18 @@ def agent_stats(*, agent: Agent, days: int = 30) -> dict:
 
 
 def runs_visible_to(user, runs: QuerySet | None = None) -> QuerySet:
-    """Runs of agents the user may view, and the runs the user started."""
+    """Runs the user started, and every run of an agent the user owns (admins: all). Sharing an
+    agent does not share other users' runs of it."""
     runs = AgentRun.objects.all() if runs is None else runs
-    if is_admin(user):
-        return runs
-    if not user or not user.is_authenticated:
-        return runs.none()
-    visible_agents = permitted_queryset(user, Agent.objects.all()).values("pk")
-    return runs.filter(Q(agent__in=visible_agents) | Q(user=user))
+    return child_records_visible_to(user, runs, parent="agent")
 
 
 def conversations_visible_to(user, conversations: QuerySet | None = None) -> QuerySet:
     """The user's own conversations, and every conversation with an agent the user owns."""
     conversations = Conversation.objects.all() if conversations is None else conversations
-    if is_admin(user):
-        return conversations
-    if not user or not user.is_authenticated:
-        return conversations.none()
-    return conversations.filter(Q(user=user) | Q(agent__owner=user))
+    return child_records_visible_to(user, conversations, parent="agent")
+
+
+def unfinished_runs(agents) -> QuerySet:
+    """Runs of `agents` (objects or ids) still queued or running: they block a delete."""
+    return AgentRun.objects.filter(agent__in=agents).exclude(status__in=FINISHED_RUN_STATUSES)

@@ -15,7 +15,7 @@ from rest_framework.exceptions import ErrorDetail, ValidationError
 
 from agentmesh.core import crypto, sandbox
 from agentmesh.core.audit import audited
-from agentmesh.core.exceptions import ServiceValidationError
+from agentmesh.core.exceptions import ConflictError, ServiceValidationError
 from agentmesh.core.permissions import has_object_action
 from agentmesh.core.signals import snapshot as row_snapshot
 from masterdata.constraints import effective_limits, first_schema_error
@@ -32,6 +32,7 @@ from observability.services import event_record
 from tools.models import ToolStatus
 
 from .models import Agent, AgentStatus, AgentVersion
+from .selectors import unfinished_runs
 
 # What callers may set, in display order (the API serializer and the admin form use it too).
 AGENT_FIELDS = (
@@ -436,6 +437,22 @@ def agent_undeploy(*, agent: Agent, actor) -> Agent:
             payload={"version": agent.deployed_version.version if agent.deployed_version else None},
         )
     return agent
+
+
+@transaction.atomic
+def agent_delete(*, agent: Agent) -> None:
+    """Delete the agent and its versions; its runs and conversations stay, readable by their
+    users (and admins), with the agent's name and version number they ran with. Refused (409)
+    while a run is queued or running: cancel it or let it finish first."""
+    agent = Agent.objects.select_for_update().get(pk=agent.pk)  # no run starts meanwhile
+    unfinished = unfinished_runs([agent]).count()
+    if unfinished:
+        raise ConflictError(
+            f"The agent has {unfinished} queued or running run(s); cancel them or let them finish first."
+        )
+    before = row_snapshot(agent)
+    agent.delete()
+    audited("delete", agent, before=before)
 
 
 def parse_days(value: str | None, *, default: int = 30) -> int:

@@ -61,7 +61,9 @@ class AgentToolExecutor(Executor):
                 kind=ErrorKind.CONFIG,
             )
         agent = Agent.objects.filter(pk=call.tool.config["agent_id"]).first()
-        if agent is None or agent.status != AgentStatus.DEPLOYED:
+        if agent is None:
+            raise ToolError("The called agent no longer exists.", kind=ErrorKind.CONFIG)
+        if agent.status != AgentStatus.DEPLOYED:
             raise ToolError("The called agent is not deployed.", kind=ErrorKind.CONFIG)
         user = call.actor if getattr(call.actor, "pk", None) else call.tool.owner
         run, _ = run_start(

@@ -4,7 +4,7 @@ from django.contrib import admin
 
 from agentmesh.core.admin import AuditedAdmin, ServiceBackedAdmin
 
-from . import services
+from . import selectors, services
 from .models import Tool, ToolExecution
 
 
@@ -24,6 +24,23 @@ class ToolAdmin(ServiceBackedAdmin):
         if change:
             return services.tool_update(tool=obj, **values)
         return services.tool_create(owner=form.cleaned_data["owner"], **values)
+
+    # Deleting goes through the service (history kept, refused while runs are unfinished);
+    # the confirmation page lists the unfinished ones as what prevents it.
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        blocking = [
+            f"Unfinished execution {each.pk} ({each.status})"
+            for each in selectors.unfinished_executions(objs)[:20]
+        ]
+        return deleted, counts, perms_needed, [*protected, *blocking]
+
+    def delete_model(self, request, obj):
+        services.tool_delete(tool=obj)
+
+    def delete_queryset(self, request, queryset):
+        for tool in queryset:
+            services.tool_delete(tool=tool)
 
     @admin.action(description="Validate the selected tools")
     def validate_tools(self, request, queryset):
@@ -54,7 +71,7 @@ class ToolAdmin(ServiceBackedAdmin):
 class ToolExecutionAdmin(AuditedAdmin):
     list_display = [
         "id",
-        "tool",
+        "tool_name",
         "tool_version",
         "status",
         "error_kind",
@@ -63,8 +80,8 @@ class ToolExecutionAdmin(AuditedAdmin):
         "created_at",
     ]
     list_filter = ["status", "error_kind", "caller_type", "is_test"]
-    search_fields = ["id", "tool__name", "caller_ref", "trace_id"]
-    list_select_related = ["tool", "user"]
+    search_fields = ["id", "tool_name", "caller_ref", "trace_id"]
+    list_select_related = ["user"]
     exclude = ["pending_arguments"]
 
     def has_add_permission(self, request):

@@ -80,7 +80,11 @@ class ToolExecution(TimeStampedModel):
 
     SENSITIVE_FIELDS = ("pending_arguments",)
 
-    tool = models.ForeignKey(Tool, on_delete=models.CASCADE, related_name="executions")
+    # History outlives the tool: deleting it sets `tool` to null, the name and version remain.
+    tool = models.ForeignKey(
+        Tool, on_delete=models.SET_NULL, null=True, blank=True, related_name="executions"
+    )
+    tool_name = models.CharField(max_length=64, blank=True, help_text="The tool's name when it ran.")
     tool_version = models.PositiveIntegerField()
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -113,7 +117,12 @@ class ToolExecution(TimeStampedModel):
         indexes = [models.Index(fields=["tool", "is_test", "created_at"], name="tools_exec_tool_time")]
 
     def __str__(self) -> str:
-        return f"{self.tool_id} v{self.tool_version} {self.status}"
+        return f"{self.tool_name or self.tool_id} v{self.tool_version} {self.status}"
+
+    def save(self, *args, **kwargs):
+        if self._state.adding and not self.tool_name and self.tool_id:
+            self.tool_name = self.tool.name  # what it ran with
+        super().save(*args, **kwargs)
 
     @property
     def finished(self) -> bool:

@@ -7,6 +7,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from agentmesh.core.aggregates import percentiles
+from agentmesh.core.selectors import child_records_visible_to
 
 from .models import ExecutionStatus, Tool, ToolExecution
 
@@ -56,3 +57,17 @@ def tool_stats(*, tool: Tool, days: int = 30) -> dict:
             {"day": row["day"], "calls": row["calls"], "succeeded": row["succeeded"]} for row in per_day
         ],
     }
+
+
+def executions_visible_to(user, executions: QuerySet | None = None) -> QuerySet:
+    """Executions the user started, and every execution of a tool the user owns (admins: all).
+    Sharing a tool does not share other users' arguments and results."""
+    executions = ToolExecution.objects.all() if executions is None else executions
+    return child_records_visible_to(user, executions, parent="tool")
+
+
+def unfinished_executions(tools) -> QuerySet:
+    """Executions of `tools` (objects or ids) still queued or running: they block a delete."""
+    return ToolExecution.objects.filter(
+        tool__in=tools, status__in=[ExecutionStatus.QUEUED, ExecutionStatus.RUNNING]
+    )

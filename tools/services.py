@@ -36,6 +36,7 @@ from observability.services import event_record, span_end, span_start, use_span
 
 from .executors import Check, ConfigInvalid, ErrorKind, ToolCall, ToolError, ToolOutput, registry
 from .models import NAME_PATTERN, CallerType, ExecutionStatus, Tool, ToolExecution, ToolStatus
+from .selectors import unfinished_executions
 from .testing import TEST_CASE_SCHEMA
 
 logger = logging.getLogger(__name__)
@@ -311,6 +312,23 @@ def tool_undeploy(*, tool: Tool, actor=None) -> Tool:
 
 
 # --- execution ------------------------------------------------------------------------------
+@transaction.atomic
+def tool_delete(*, tool: Tool) -> None:
+    """Delete the tool; its executions stay, readable by their callers (and admins), with the
+    tool's name and version they ran with. Refused (409) while an execution is queued or
+    running. Agents lose the tool from their (editable) tool list; deployed versions that
+    name it fail that call with a clear error until redeployed."""
+    tool = Tool.objects.select_for_update().get(pk=tool.pk)
+    unfinished = unfinished_executions([tool]).count()
+    if unfinished:
+        raise ConflictError(
+            f"The tool has {unfinished} queued or running execution(s); let them finish first."
+        )
+    before = snapshot(tool)
+    tool.delete()
+    audited("delete", tool, before=before)
+
+
 def validate_arguments(tool: Tool, arguments: Any) -> dict:
     """Raise ToolArgumentsInvalid naming the first offending argument."""
     if not isinstance(arguments, dict):
@@ -357,6 +375,7 @@ def _new_execution(tool: Tool, arguments: dict, *, actor, caller_type: str, call
     """An unsaved execution row: a synchronous call writes it once, when it has finished."""
     return ToolExecution(
         tool=tool,
+        tool_name=tool.name,
         tool_version=tool.version,
         user=actor if getattr(actor, "pk", None) else None,
         caller_type=caller_type,

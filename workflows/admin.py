@@ -5,7 +5,7 @@ from django.contrib import admin
 
 from agentmesh.core.admin import AuditedAdmin, ServiceBackedAdmin
 
-from . import services
+from . import selectors, services
 from .models import StepExecution, Workflow, WorkflowExecution, WorkflowVersion
 
 
@@ -25,6 +25,23 @@ class WorkflowAdmin(ServiceBackedAdmin):
             return services.workflow_update(workflow=obj, actor=request.user, **values)
         return services.workflow_create(owner=form.cleaned_data["owner"], actor=request.user, **values)
 
+    # Deleting goes through the service (history kept, refused while runs are unfinished);
+    # the confirmation page lists the unfinished ones as what prevents it.
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        blocking = [
+            f"Unfinished execution {each.pk} ({each.status})"
+            for each in selectors.unfinished_executions(objs)[:20]
+        ]
+        return deleted, counts, perms_needed, [*protected, *blocking]
+
+    def delete_model(self, request, obj):
+        services.workflow_delete(workflow=obj)
+
+    def delete_queryset(self, request, queryset):
+        for workflow in queryset:
+            services.workflow_delete(workflow=workflow)
+
 
 class ReadOnlyAdmin(AuditedAdmin):
     def has_add_permission(self, request):
@@ -43,10 +60,18 @@ class WorkflowVersionAdmin(ReadOnlyAdmin):
 
 @admin.register(WorkflowExecution)
 class WorkflowExecutionAdmin(ReadOnlyAdmin):
-    list_display = ["id", "workflow", "status", "user", "created_at", "duration_ms"]
+    list_display = [
+        "id",
+        "workflow_name",
+        "workflow_version_number",
+        "status",
+        "user",
+        "created_at",
+        "duration_ms",
+    ]
     list_filter = ["status"]
-    search_fields = ["id", "workflow__name", "trace_id"]
-    list_select_related = ["workflow", "user"]
+    search_fields = ["id", "workflow_name", "trace_id"]
+    list_select_related = ["user"]
 
 
 @admin.register(StepExecution)

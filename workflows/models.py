@@ -86,8 +86,17 @@ ACTIVE_EXECUTION_STATUSES = (ExecutionStatus.RUNNING, ExecutionStatus.WAITING)
 
 
 class WorkflowExecution(TimeStampedModel):
-    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="executions")
-    version = models.ForeignKey(WorkflowVersion, on_delete=models.PROTECT, related_name="executions")
+    # History outlives the workflow: deleting it sets these to null, the names below remain.
+    workflow = models.ForeignKey(
+        Workflow, on_delete=models.SET_NULL, null=True, blank=True, related_name="executions"
+    )
+    version = models.ForeignKey(
+        WorkflowVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="executions"
+    )
+    workflow_name = models.CharField(max_length=100, blank=True, help_text="The workflow's name when it ran.")
+    workflow_version_number = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The number of the version that ran."
+    )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -137,6 +146,14 @@ class WorkflowExecution(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"execution {self.pk} ({self.status})"
+
+    def save(self, *args, **kwargs):
+        if self._state.adding:  # what it ran with, from the objects the creator passed
+            if not self.workflow_name and self.workflow_id:
+                self.workflow_name = self.workflow.name
+            if self.workflow_version_number is None and self.version_id:
+                self.workflow_version_number = self.version.version
+        super().save(*args, **kwargs)
 
     @property
     def finished(self) -> bool:

@@ -9,7 +9,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from agentmesh.core.aggregates import percentiles
-from agentmesh.core.permissions import is_admin, permitted_queryset
+from agentmesh.core.selectors import child_records_visible_to
 
 from .models import TERMINAL_EXECUTION_STATUSES, StepExecution, StepStatus, Workflow, WorkflowExecution
 
@@ -60,14 +60,18 @@ def workflow_stats(*, workflow: Workflow, days: int = 30) -> dict:
 
 
 def executions_visible_to(user, executions: QuerySet | None = None) -> QuerySet:
-    """Executions of workflows the user may view, and the executions the user started."""
+    """Executions the user started, and every execution of a workflow the user owns (admins:
+    all). Sharing a workflow does not share other users' executions of it."""
     executions = WorkflowExecution.objects.all() if executions is None else executions
-    if is_admin(user):
-        return executions
-    if not user or not user.is_authenticated:
-        return executions.none()
-    visible = permitted_queryset(user, Workflow.objects.all()).values("pk")
-    return executions.filter(Q(workflow__in=visible) | Q(user=user))
+    return child_records_visible_to(user, executions, parent="workflow")
+
+
+def unfinished_executions(workflows) -> QuerySet:
+    """Executions of `workflows` (objects or ids) still queued, running or waiting: they block
+    a delete."""
+    return WorkflowExecution.objects.filter(workflow__in=workflows).exclude(
+        status__in=TERMINAL_EXECUTION_STATUSES
+    )
 
 
 def _event_id(ts, key: str) -> str:

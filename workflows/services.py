@@ -21,12 +21,12 @@ from observability.services import event_record
 from .engine import scheduler
 from .engine.graph import validate_definition
 from .models import (
-    ACTIVE_EXECUTION_STATUSES,
     Workflow,
     WorkflowExecution,
     WorkflowStatus,
     WorkflowVersion,
 )
+from .selectors import unfinished_executions
 
 # What callers may set, in display order (the API serializer uses it too).
 WORKFLOW_FIELDS = ("name", "description", "status", "definition", "tags")
@@ -103,11 +103,16 @@ def workflow_update(*, workflow: Workflow, actor=None, **fields: Any) -> Workflo
 
 @transaction.atomic
 def workflow_delete(*, workflow: Workflow) -> None:
-    """Delete with its versions and finished executions; refused (409) while a run is active."""
-    if workflow.executions.filter(status__in=(*ACTIVE_EXECUTION_STATUSES, "queued")).exists():
-        raise ConflictError("The workflow has queued or running executions; cancel them first.")
+    """Delete the workflow and its versions; its executions (and their steps) stay, readable by
+    their users (and admins), with the workflow's name and version number they ran with.
+    Refused (409) while an execution is queued, running or waiting: cancel it first."""
+    workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)  # no admission meanwhile
+    unfinished = unfinished_executions([workflow]).count()
+    if unfinished:
+        raise ConflictError(
+            f"The workflow has {unfinished} queued, running or waiting execution(s); cancel them first."
+        )
     before = snapshot(workflow)
-    workflow.executions.all().delete()  # before the versions they pin (protected)
     workflow.delete()
     audited("delete", workflow, before=before)
 
@@ -179,6 +184,8 @@ def execution_decide(
 
 
 def execution_retry(*, execution: WorkflowExecution, actor) -> WorkflowExecution:
+    if execution.workflow_id is None or execution.version_id is None:
+        raise ConflictError("The workflow of this execution was deleted; it cannot be retried.")
     return scheduler.execution_retry(execution=execution, actor=actor)
 
 

@@ -3,9 +3,10 @@
 from django.db import transaction
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
-from rest_framework import status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from .audit import audited
@@ -116,3 +117,24 @@ class ServiceBackedViewSet(OwnedModelViewSet):
 
     def perform_update(self, serializer):
         serializer.instance = self.update_object(serializer.instance, dict(serializer.validated_data))
+
+
+class ChildRecordViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Read-only records a user made with an owned resource: agent runs, workflow executions,
+    tool executions, conversations (add `mixins.ListModelMixin` for a list).
+
+    What a user sees comes from one selector, `visible_to(user, queryset)` (built on
+    `agentmesh.core.selectors.child_records_visible_to`: the caller, the resource's owner and
+    admins). Every action — retrieve, list, custom detail actions such as cancel or events —
+    reads through `get_queryset`, so anything else is a 404.
+    """
+
+    permission_classes = [IsAuthenticated]
+    lookup_value_converter = "uuid"
+    ordering = ["-created_at"]
+
+    def visible_to(self, user, queryset):
+        raise NotImplementedError
+
+    def get_queryset(self):
+        return self.visible_to(self.request.user, super().get_queryset())

@@ -339,6 +339,10 @@ METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "agentmesh")
 
+# --- Template sandbox (prompts, workflow expressions) ---------------------------------------
+# Wall time of one render; checked cooperatively inside the render (agentmesh.core.sandbox).
+SANDBOX_RENDER_TIMEOUT_SECONDS = float(env_str("SANDBOX_RENDER_TIMEOUT_SECONDS", "1"))
+
 # --- Tools ----------------------------------------------------------------------------------
 TOOLS_MAX_TIMEOUT_SECONDS = env_int("TOOLS_MAX_TIMEOUT_SECONDS", 300)
 # `POST /tools/{id}/execute` without ?async waits at most this long (the call times out after).

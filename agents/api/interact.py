@@ -75,8 +75,8 @@ class InteractResultSerializer(StrictSerializer):
     (Fields declared by hand: this is on every interaction's hot path.)"""
 
     id = serializers.UUIDField(read_only=True)
-    agent = serializers.UUIDField(source="agent_id", read_only=True)
-    version = serializers.IntegerField(source="version.version", read_only=True)
+    agent = serializers.UUIDField(source="agent_id", read_only=True, allow_null=True)
+    version = serializers.IntegerField(source="agent_version_number", read_only=True, allow_null=True)
     conversation = serializers.UUIDField(source="conversation_id", read_only=True)
     status = serializers.ChoiceField(choices=RunStatus.choices, read_only=True)
     stop_reason = serializers.ChoiceField(choices=StopReason.choices, read_only=True)
@@ -226,6 +226,9 @@ class CancelMixin:
         """Cancel a queued run now, or a running one at its next step (the run's user, the
         agent's owner or editors, and admins)."""
         run = self.get_object()
-        if run.user_id != request.user.pk and not has_object_action(request.user, run.agent, "change"):
+        allowed = run.user_id == request.user.pk or (
+            run.agent is not None and has_object_action(request.user, run.agent, "change")
+        )
+        if not allowed:
             raise PermissionDenied("Only the run's user or the agent's editors may cancel it.")
         return Response(interact_result(run_cancel(run=run)))

@@ -151,6 +151,9 @@ class AgentStatsSerializer(StrictSerializer):
 
 
 class ConversationSerializer(StrictModelSerializer):
+    agent = serializers.UUIDField(
+        source="agent_id", read_only=True, allow_null=True, help_text="Null once the agent is deleted."
+    )
     user = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
@@ -196,8 +199,16 @@ class AgentRunStepSerializer(StrictModelSerializer):
 
 
 class AgentRunSerializer(StrictModelSerializer):
-    agent_name = serializers.CharField(source="agent.name", read_only=True)
-    version = serializers.IntegerField(source="version.version", read_only=True)
+    agent = serializers.UUIDField(
+        source="agent_id", read_only=True, allow_null=True, help_text="Null once the agent is deleted."
+    )
+    agent_name = serializers.CharField(read_only=True, help_text="The agent's name when it ran.")
+    version = serializers.IntegerField(
+        source="agent_version_number",
+        read_only=True,
+        allow_null=True,
+        help_text="The number of the agent version that ran.",
+    )
     user = serializers.SlugRelatedField(slug_field="username", read_only=True)
     status = serializers.CharField(read_only=True, help_text=RUN_STATUS_HELP)
 

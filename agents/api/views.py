@@ -1,11 +1,10 @@
 from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, viewsets
+from rest_framework import mixins
 from rest_framework.decorators import action
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from agentmesh.core.viewsets import ServiceBackedViewSet
+from agentmesh.core.viewsets import ChildRecordViewSet, ServiceBackedViewSet
 from masterdata.models import Constraint, Skill
 from tools.models import Tool
 
@@ -62,6 +61,9 @@ class AgentViewSet(InteractMixin, ServiceBackedViewSet):
 
     def update_object(self, instance, validated_data):
         return services.agent_update(agent=instance, **validated_data)
+
+    def perform_destroy(self, instance):
+        services.agent_delete(agent=instance)
 
     def handle_exception(self, exc):
         response = super().handle_exception(exc)
@@ -136,19 +138,17 @@ class AgentViewSet(InteractMixin, ServiceBackedViewSet):
         return self.get_paginated_response(ConversationSerializer(page, many=True).data)
 
 
-class RunViewSet(CancelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Runs of agents you may see, and the runs you started."""
+class RunViewSet(CancelMixin, mixins.ListModelMixin, ChildRecordViewSet):
+    """The runs you started, and every run of the agents you own (admins: all)."""
 
-    queryset = AgentRun.objects.select_related("agent", "version", "user").defer("version__snapshot")
+    queryset = AgentRun.objects.select_related("user")
     serializer_class = AgentRunSerializer
-    permission_classes = [IsAuthenticated]
     filterset_class = AgentRunFilter
     ordering_fields = ["created_at", "duration_ms", "cost_usd", "status"]
-    ordering = ["-created_at"]
-    lookup_value_converter = "uuid"
+    visible_to = staticmethod(selectors.runs_visible_to)
 
     def get_queryset(self):
-        queryset = selectors.runs_visible_to(self.request.user, super().get_queryset())
+        queryset = super().get_queryset()
         if self.action == "retrieve":
             queryset = queryset.prefetch_related(
                 Prefetch("steps", queryset=AgentRunStep.objects.order_by("seq"))
@@ -159,16 +159,12 @@ class RunViewSet(CancelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, 
         return AgentRunDetailSerializer if self.action == "retrieve" else AgentRunSerializer
 
 
-class ConversationViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ConversationViewSet(ChildRecordViewSet):
     """A conversation you had with an agent (owners and admins see all of their agents')."""
 
     queryset = Conversation.objects.select_related("user")
     serializer_class = ConversationSerializer
-    permission_classes = [IsAuthenticated]
-    lookup_value_converter = "uuid"
-
-    def get_queryset(self):
-        return selectors.conversations_visible_to(self.request.user, super().get_queryset())
+    visible_to = staticmethod(selectors.conversations_visible_to)
 
     @extend_schema(
         operation_id="agents_conversations_messages_list",

@@ -38,7 +38,10 @@ class ToolSerializer(StrictModelSerializer):
 
 
 class ToolExecutionSerializer(StrictModelSerializer):
-    tool_name = serializers.CharField(source="tool.name", read_only=True)
+    tool = serializers.UUIDField(
+        source="tool_id", read_only=True, allow_null=True, help_text="Null once the tool is deleted."
+    )
+    tool_name = serializers.CharField(read_only=True, help_text="The tool's name when it ran.")
     user = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:

@@ -1,13 +1,10 @@
-from django.db.models import Q
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from agentmesh.core.permissions import is_admin, permitted_queryset
 from agentmesh.core.serializers import representation
-from agentmesh.core.viewsets import ServiceBackedViewSet
+from agentmesh.core.viewsets import ChildRecordViewSet, ServiceBackedViewSet
 from masterdata.api.serializers import CategoryCountSerializer
 
 from .. import selectors, services
@@ -61,6 +58,9 @@ class ToolViewSet(ServiceBackedViewSet):
 
     def update_object(self, instance, validated_data):
         return services.tool_update(tool=instance, **validated_data)
+
+    def perform_destroy(self, instance):
+        services.tool_delete(tool=instance)
 
     @extend_schema(
         operation_id="tools_execute",
@@ -213,21 +213,11 @@ class ToolViewSet(ServiceBackedViewSet):
         return Response(ToolSerializer(tools, many=True).data, status=status.HTTP_201_CREATED)
 
 
-class ToolExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Executions of tools you may see, and the ones you started."""
+class ToolExecutionViewSet(mixins.ListModelMixin, ChildRecordViewSet):
+    """The executions you started, and every execution of the tools you own (admins: all)."""
 
-    queryset = ToolExecution.objects.select_related("tool", "user")
+    queryset = ToolExecution.objects.select_related("user")
     serializer_class = ToolExecutionSerializer
-    permission_classes = [IsAuthenticated]
     filterset_class = ToolExecutionFilter
     ordering_fields = ["created_at", "duration_ms", "status"]
-    ordering = ["-created_at"]
-    lookup_value_converter = "uuid"
-
-    def get_queryset(self):
-        queryset = super().get_queryset()
-        user = self.request.user
-        if is_admin(user):
-            return queryset
-        visible_tools = permitted_queryset(user, Tool.objects.all()).values("pk")
-        return queryset.filter(Q(tool__in=visible_tools) | Q(user=user))
+    visible_to = staticmethod(selectors.executions_visible_to)

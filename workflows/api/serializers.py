@@ -67,8 +67,16 @@ class StepExecutionSerializer(StrictModelSerializer):
 
 
 class WorkflowExecutionSerializer(StrictModelSerializer):
-    workflow_name = serializers.CharField(source="workflow.name", read_only=True)
-    version = serializers.IntegerField(source="version.version", read_only=True)
+    workflow = serializers.UUIDField(
+        source="workflow_id", read_only=True, allow_null=True, help_text="Null once the workflow is deleted."
+    )
+    workflow_name = serializers.CharField(read_only=True, help_text="The workflow's name when it ran.")
+    version = serializers.IntegerField(
+        source="workflow_version_number",
+        read_only=True,
+        allow_null=True,
+        help_text="The number of the workflow version that ran.",
+    )
     user = serializers.SlugRelatedField(slug_field="username", read_only=True)
     status = serializers.CharField(read_only=True, help_text=EXECUTION_STATUS_HELP)
 

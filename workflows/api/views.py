@@ -9,14 +9,13 @@ from django.db.models import Prefetch
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import mixins, renderers, status, viewsets
+from rest_framework import mixins, renderers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from agentmesh.core.permissions import has_object_action
-from agentmesh.core.viewsets import ServiceBackedViewSet
+from agentmesh.core.viewsets import ChildRecordViewSet, ServiceBackedViewSet
 from agents.api.interact import EventStreamRenderer
 
 from .. import selectors, services
@@ -115,12 +114,11 @@ class WorkflowViewSet(ServiceBackedViewSet):
     )
     @action(detail=True, methods=["get"], url_path="executions", filter_backends=[])
     def executions(self, request, *args, **kwargs):
-        """Executions of this workflow, newest first (filters: status, version, since, until)."""
+        """Executions of this workflow you may see (yours; the owner and admins see all), newest
+        first (filters: status, version, since, until)."""
         workflow = self.get_object()
-        executions = (
-            WorkflowExecution.objects.filter(workflow=workflow)
-            .select_related("workflow", "version", "user")
-            .defer("version__definition")
+        executions = selectors.executions_visible_to(
+            request.user, WorkflowExecution.objects.filter(workflow=workflow).select_related("user")
         )
         executions = WorkflowExecutionFilter(request.query_params, queryset=executions, request=request)
         if not executions.is_valid():
@@ -146,27 +144,23 @@ class WorkflowViewSet(ServiceBackedViewSet):
 
 def _detail(execution: WorkflowExecution) -> WorkflowExecution:
     return (
-        WorkflowExecution.objects.select_related("workflow", "version", "user")
+        WorkflowExecution.objects.select_related("user")
         .prefetch_related(Prefetch("steps", queryset=StepExecution.objects.order_by("created_at", "attempt")))
         .get(pk=execution.pk)
     )
 
 
-class WorkflowExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Executions of workflows you may see, and the executions you started."""
+class WorkflowExecutionViewSet(mixins.ListModelMixin, ChildRecordViewSet):
+    """The executions you started, and every execution of the workflows you own (admins: all)."""
 
-    queryset = WorkflowExecution.objects.select_related("workflow", "version", "user").defer(
-        "version__definition"
-    )
+    queryset = WorkflowExecution.objects.select_related("user")
     serializer_class = WorkflowExecutionSerializer
-    permission_classes = [IsAuthenticated]
     filterset_class = WorkflowExecutionFilter
     ordering_fields = ["created_at", "duration_ms", "cost_usd", "status"]
-    ordering = ["-created_at"]
-    lookup_value_converter = "uuid"
+    visible_to = staticmethod(selectors.executions_visible_to)
 
     def get_queryset(self):
-        queryset = selectors.executions_visible_to(self.request.user, super().get_queryset())
+        queryset = super().get_queryset()
         if self.action != "list":
             queryset = queryset.prefetch_related(
                 Prefetch("steps", queryset=StepExecution.objects.order_by("created_at", "attempt"))
@@ -180,7 +174,10 @@ class WorkflowExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         """The execution, if the user started it or may `action` its workflow."""
         execution = self.get_object()
         user = self.request.user
-        if execution.user_id != user.pk and not has_object_action(user, execution.workflow, action):
+        allowed = execution.user_id == user.pk or (
+            execution.workflow is not None and has_object_action(user, execution.workflow, action)
+        )
+        if not allowed:
             raise PermissionDenied("Only the execution's user or the workflow's editors may do this.")
         return execution
 

@@ -54,7 +54,9 @@ class AgentNode(NodeHandler):
         from agents.runs import AgentNotDeployed, run_execute, run_start
 
         agent = Agent.objects.filter(pk=ctx.config["agent_id"]).select_related("deployed_version").first()
-        if agent is None or agent.status != AgentStatus.DEPLOYED:
+        if agent is None:
+            raise StepError("The agent no longer exists.", kind="config", retryable=False)
+        if agent.status != AgentStatus.DEPLOYED:
             raise StepError("The agent is not deployed.", kind="config", retryable=False)
         text = ctx.render(ctx.config["input"])
         text = text if isinstance(text, str) else json.dumps(text)
