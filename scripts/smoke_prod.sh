@@ -11,7 +11,7 @@
 #   SMOKE_VENV  an existing venv to use instead of building one (default: a fresh one)
 #   SMOKE_TIMEOUT [60]  seconds any one wait may take
 #   SMOKE_AFTER  a command run after the checks while everything still runs (measurements);
-#                it sees SMOKE_BASE_URL, SMOKE_WORKDIR and the accounts' variables
+#                it sees SMOKE_BASE_URL, SMOKE_WORKDIR, SMOKE_PYTHON and the accounts' variables
 #   PYTHON  the interpreter that builds the venv [python3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -82,7 +82,7 @@ export ALLOWED_HOSTS=127.0.0.1,localhost
 export AGENTMESH_VAR_DIR=$WORKDIR/var LOG_FORMAT=plain
 mkdir -p "$AGENTMESH_VAR_DIR"
 PORT=$("$PY" scripts/smoke_prod.py free-port)
-export SMOKE_BASE_URL=http://127.0.0.1:$PORT SMOKE_WORKDIR=$WORKDIR
+export SMOKE_BASE_URL=http://127.0.0.1:$PORT SMOKE_WORKDIR=$WORKDIR SMOKE_PYTHON=$PY
 export SMOKE_ADMIN_USERNAME=admin SMOKE_DEVELOPER_USERNAME=developer
 SMOKE_ADMIN_PASSWORD=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(18))')
 SMOKE_DEVELOPER_PASSWORD=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(18))')
