@@ -12,6 +12,7 @@ STATE=$(mktemp -d "${TMPDIR:-/tmp}/agentmesh-redis.XXXXXX")
 
 setsid redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no >"$STATE/redis.log" 2>&1 &
 echo $! >"$STATE/redis.pid"
+disown  # the measurement kills it: no job notice
 cleanup() { kill -TERM "$(cat "$STATE/redis.pid")" 2>/dev/null || true; rm -rf "$STATE"; }
 trap cleanup EXIT
 for _ in $(seq 1 40); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.25; done
