@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test install install-dev migrate seed lint format schema clean
+.PHONY: run test install install-dev migrate seed lint format schema clean smoke-prod
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required"; exit 1; }
@@ -37,6 +37,12 @@ run: seed
 ## The whole suite (SQLite by default; PostgreSQL/Redis when DATABASE_URL/CELERY_BROKER_URL are set).
 test: install-dev
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+
+## The production topology from a fresh venv (requirements.txt alone) on the local PostgreSQL and
+## Redis: drops and re-creates the database agentmesh_smoke, flushes Redis DBs 13 and 14 (override
+## with SMOKE_DATABASE_URL / SMOKE_BROKER_URL / SMOKE_CACHE_URL). See scripts/smoke_prod.sh.
+smoke-prod:
+	PYTHON=$(PYTHON) scripts/smoke_prod.sh
 
 lint: install-dev
 	$(BIN)/ruff check .
