@@ -66,6 +66,14 @@ def test_a_database_error_answers_503_with_retry_after(url):
 
 
 @pytest.mark.django_db
+@override_settings(ROOT_URLCONF=__name__, DEBUG=True)
+def test_with_debug_too():
+    response = Client(raise_request_exception=False).get("/api/v1/lost-plain")
+    assert_problem(response, 503)
+    assert response["Retry-After"] == "5"
+
+
+@pytest.mark.django_db
 @override_settings(ROOT_URLCONF=__name__)
 def test_a_database_error_outside_the_api_answers_503_too():
     response = Client(raise_request_exception=False).get("/lost-page")
