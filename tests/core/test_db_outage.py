@@ -335,3 +335,36 @@ def test_an_unreachable_database_answers_503_and_the_api_recovers(served_user, t
     finally:
         _stop(process)
         proxy.close()
+
+
+@live_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_celery_workers_use_no_pool():
+    """A prefork child keeps its own connection (DATABASE_CONN_MAX_AGE, here 0: none after a
+    task), not a pool created in the parent before the fork."""
+    from agentmesh.celery import app as celery_app
+    from system.models import WorkerHeartbeat
+    from system.tasks import record_worker_heartbeat
+    from tests.live_worker import database_url, start_worker
+
+    name = f"worker-test-{uuid.uuid4().hex[:8]}"
+    worker = start_worker(
+        extra_env={
+            "DATABASE_URL": f"{database_url()}?application_name={name}",
+            "DATABASE_POOL_MAX_SIZE": "3",
+            "DATABASE_POOL_MIN_SIZE": "2",
+            "DATABASE_CONN_MAX_AGE": "0",
+        }
+    )
+    eager = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = False
+    try:
+        worker.send(record_worker_heartbeat, name)
+        worker.wait_for(lambda: WorkerHeartbeat.objects.filter(hostname=name).exists())
+        deadline = time.monotonic() + 5
+        while _connections(name) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _connections(name) == 0, worker.log()
+    finally:
+        celery_app.conf.task_always_eager = eager
+        worker.stop()
