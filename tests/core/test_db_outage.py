@@ -92,6 +92,34 @@ def test_a_storm_is_logged_once(caplog):
     assert exceptions._unavailable_log["suppressed"] == 19
 
 
+@pytest.mark.django_db
+def test_after_a_failed_connection_the_backend_fails_fast_for_a_moment(monkeypatch):
+    """Every access of a request to an unreachable database would wait again (the pool timeout
+    or connect_timeout) without it: the end of the request records the request."""
+    from django.db import connections
+
+    from agentmesh.core.postgresql import base
+
+    monkeypatch.setattr(base, "_process_unavailable_until", [0.0])
+    closed = {"ENGINE": "agentmesh.core.postgresql", "NAME": "x", "USER": "postgres", "HOST": "127.0.0.1"}
+    closed |= {"PORT": _free_port(), "OPTIONS": {"connect_timeout": 3}}
+    settings_dicts = connections.configure_settings({"default": closed, "b": dict(closed)})
+    first = base.DatabaseWrapper(settings_dicts["default"], alias="probe")
+    with pytest.raises(OperationalError) as refused:
+        first.ensure_connection()
+    assert "a moment ago" not in str(refused.value)
+    with pytest.raises(OperationalError, match="a moment ago"):
+        first.ensure_connection()
+    other_thread = base.DatabaseWrapper(settings_dicts["b"], alias="probe-b")  # the server's failure: all
+    with pytest.raises(OperationalError, match="a moment ago"):
+        other_thread.ensure_connection()
+    monkeypatch.setattr(base, "_process_unavailable_until", [0.0])
+    first._unavailable_until = 0.0
+    with pytest.raises(OperationalError) as again:  # tried again after the moment
+        first.ensure_connection()
+    assert "a moment ago" not in str(again.value)
+
+
 # --- The served API -------------------------------------------------------------------------
 class CuttableProxy:
     """Forwards 127.0.0.1:<port> to PostgreSQL. cut() drops every forwarded connection and
