@@ -30,3 +30,12 @@ def _connect_db_connection_handlers(**kwargs) -> None:
     # connection the observability flush opened at postrun is closed too (with CONN_MAX_AGE 0).
     for signal in (signals.task_prerun, signals.task_postrun):
         signal.connect(keep_or_close_db_connections, dispatch_uid=f"agentmesh.db.{signal.name}")
+
+
+@signals.worker_init.connect
+@signals.beat_init.connect
+def _persistent_db_connections(**kwargs) -> None:
+    # Before the prefork children exist: they inherit no pool (agentmesh.core.db).
+    from agentmesh.core.db import use_persistent_connections
+
+    use_persistent_connections()

@@ -5,12 +5,17 @@
 """
 
 import logging
+import threading
+import time
 from http import HTTPStatus
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.db.models import ProtectedError, RestrictedError
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -85,6 +90,58 @@ def flatten_errors(data, prefix: str = "") -> list[dict]:
     return out
 
 
+# --- The database or the cache is unreachable ----------------------------------------------
+# OperationalError/InterfaceError (connection refused or lost, the pool's timeout, which Django
+# wraps as OperationalError) and a Redis cache that cannot be reached (the throttles read it on
+# every request) answer 503 with Retry-After on every path, logged once a minute.
+RETRY_AFTER_SECONDS = 5
+_LOG_EVERY_SECONDS = 60.0
+_unavailable_log = {"at": -_LOG_EVERY_SECONDS, "suppressed": 0}
+_unavailable_lock = threading.Lock()
+
+
+def unavailable_dependency(exc) -> str | None:
+    """ "database" or "cache" when `exc` says that dependency cannot be reached, else None."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return "database"
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        return "cache"
+    return None
+
+
+def _log_unavailable(dependency: str, exc) -> None:
+    with _unavailable_lock:
+        now = time.monotonic()
+        if now - _unavailable_log["at"] < _LOG_EVERY_SECONDS:
+            _unavailable_log["suppressed"] += 1
+            return
+        suppressed = _unavailable_log["suppressed"]
+        _unavailable_log.update(at=now, suppressed=0)
+    logger.warning(
+        "%s unavailable, answering 503: %s: %s (%d more in the last minute not logged)",
+        dependency,
+        type(exc).__name__,
+        str(exc).strip()[:300],
+        suppressed,
+    )
+
+
+def unavailable_response(exc, *, api: bool = True) -> HttpResponse:
+    """503 with Retry-After, in the error shape on API paths; logged here, not by Django."""
+    dependency = unavailable_dependency(exc) or "database"
+    _log_unavailable(dependency, exc)
+    detail = f"The {dependency} is unavailable. Retry later."
+    if api:
+        response = problem_response(
+            503, detail, [{"field": None, "code": f"{dependency}_unavailable", "message": detail}]
+        )
+    else:
+        response = HttpResponse(detail, status=503, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response._has_been_logged = True  # django.utils.log.log_response: no error line per request
+    return response
+
+
 def _to_api_exception(exc):
     if isinstance(exc, Http404):
         return exceptions.NotFound()
@@ -108,6 +165,8 @@ def _to_api_exception(exc):
 
 
 def api_exception_handler(exc, context):
+    if unavailable_dependency(exc):
+        return unavailable_response(exc)
     exc = _to_api_exception(exc)
     response = exception_handler(exc, context)
     if response is None:

@@ -1,10 +1,23 @@
+import sys
+
 from django.conf import settings
+from django.core.signals import got_request_exception
 from django.http import JsonResponse
 
-from .exceptions import problem_response
+from .exceptions import problem_response, unavailable_dependency, unavailable_response
 from .views import api_error_response
 
 _KEEP_OUT = {"content-type", "content-length"}
+
+
+def _remember_exception(sender, request=None, **kwargs) -> None:
+    """Keep the exception Django turned into a 500 (with DEBUG its technical page replaces
+    handler500), so an unreachable database still answers 503."""
+    if request is not None:
+        request._unhandled_exception = sys.exc_info()[1]
+
+
+got_request_exception.connect(_remember_exception, dispatch_uid="agentmesh.core.remember_exception")
 
 
 class RequestBodyLimitMiddleware:
@@ -44,6 +57,9 @@ class ApiErrorsAsJsonMiddleware:
             or "json" in response.get("Content-Type", "")
         ):
             return response
+        exc = getattr(request, "_unhandled_exception", None)
+        if response.status_code == 500 and unavailable_dependency(exc):
+            return unavailable_response(exc)
         data = getattr(response, "data", None)  # a DRF error rendered as HTML (browsable API)
         if isinstance(data, dict) and data.get("status") == response.status_code and "errors" in data:
             replacement = JsonResponse(data, status=response.status_code)

@@ -1,11 +1,12 @@
 """JSON error pages for URLs outside DRF views (unknown paths, server errors)."""
 
+import sys
 from http import HTTPStatus
 
 from django.urls import Resolver404, resolve
 from django.views import defaults
 
-from .exceptions import problem_response
+from .exceptions import problem_response, unavailable_dependency, unavailable_response
 
 
 def _is_api(request) -> bool:
@@ -31,6 +32,9 @@ def not_found(request, exception=None):
 
 
 def server_error(request):
+    exc = sys.exc_info()[1]  # Django calls the handler while handling the exception
+    if unavailable_dependency(exc):
+        return unavailable_response(exc, api=_is_api(request))
     if _is_api(request):
         return problem_response(500, "An internal error occurred.")
     return defaults.server_error(request)

@@ -81,10 +81,13 @@ TEMPLATES = [
     },
 ]
 
+# Without the pool (SQLite, DATABASE_POOL_MAX_SIZE=0, and the Celery worker and beat processes:
+# agentmesh.core.db.use_persistent_connections) a thread keeps its connection this many seconds.
+DATABASE_CONN_MAX_AGE = env_int("DATABASE_CONN_MAX_AGE", 0)
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'agentmesh.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+        conn_max_age=DATABASE_CONN_MAX_AGE,
         conn_health_checks=True,
     )
 }
@@ -111,6 +114,26 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             "prepare_threshold": None if threshold.lower() in {"off", "none", ""} else int(threshold),
         }
     )
+    # Django's backend, failing fast for a moment once the server could not be reached.
+    DATABASES["default"]["ENGINE"] = "agentmesh.core.postgresql"
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5))
+    # Under ASGI every request runs in a thread of its own, so a persistent per-thread connection
+    # is never reused: API processes share a bounded pool per process instead (connections go
+    # back at the end of each request; a request waits at most DATABASE_POOL_TIMEOUT seconds for
+    # one, then answers 503). Size: API processes x max size + worker processes + beat stays
+    # under PostgreSQL's max_connections (README "Database connections").
+    _pool_max = env_int("DATABASE_POOL_MAX_SIZE", 10)
+    if _pool_max > 0:
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django's pool requires it
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": min(env_int("DATABASE_POOL_MIN_SIZE", 2), _pool_max),
+            "max_size": _pool_max,
+            "timeout": float(env_str("DATABASE_POOL_TIMEOUT", "5")),
+            # Give up reconnecting after this long and start again on the next request, so
+            # the backoff between attempts stays short and recovery follows the server's return.
+            "reconnect_timeout": 5.0,
+            "name": "agentmesh",
+        }
 
 CACHES = {"default": cache_from_url(env_str("CACHE_URL", f"file://{VAR_DIR / 'cache'}"), BASE_DIR)}
 
@@ -286,6 +309,8 @@ QUIET_LOGGERS = {
     # httpx logs every request URL at INFO: query strings may carry credentials.
     "httpx": {"level": "WARNING"},
     "httpcore": {"level": "WARNING"},
+    # The pool logs a line per reconnection attempt during an outage; the 503s are logged once a minute.
+    "psycopg.pool": {"level": "ERROR"},
 }
 LOGGING = {
     "version": 1,

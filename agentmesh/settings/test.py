@@ -3,12 +3,18 @@
 import os
 
 from .base import *  # noqa: F403
-from .base import CACHES, DATABASES, REST_FRAMEWORK, VAR_DIR
+from .base import CACHES, DATABASE_CONN_MAX_AGE, DATABASES, REST_FRAMEWORK, VAR_DIR
 from .env import env_bool
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not :memory:) so a real Celery worker subprocess can open the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+
+if not os.environ.get("DATABASE_POOL_MAX_SIZE"):
+    # The suite's own process (and its worker subprocesses) hold no pool: tests count connections.
+    # A test of a served API asks for one.
+    DATABASES["default"].get("OPTIONS", {}).pop("pool", None)
+    DATABASES["default"]["CONN_MAX_AGE"] = DATABASE_CONN_MAX_AGE
 
 if not os.environ.get("CACHE_URL"):
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
