@@ -59,6 +59,7 @@ class FilterSet(django_filters.FilterSet):
         for filter_ in self.filters.values():
             if isinstance(filter_, django_filters.BooleanFilter):
                 filter_.field_class = StrictBooleanField
+                filter_.extra["widget"] = forms.TextInput  # the default select maps junk to None
             elif isinstance(filter_, django_filters.NumberFilter):
                 self._bound_number(filter_)
 

@@ -46,7 +46,7 @@ ERROR_DESCRIPTIONS = {
     "400": "Invalid input (body or query parameters); `errors` names each field.",
     "401": "Not authenticated (missing, invalid or expired credentials).",
     "403": "Authenticated, but not allowed to do this.",
-    "404": "Not found (or not visible to you).",
+    "404": "Not found (or not visible to you); on a list, a page or cursor past the end.",
     "409": "Conflicts with the current state (e.g. still referenced, or not in the right status).",
     "413": "Request body too large.",
     "415": "Unsupported media type: request bodies are JSON (application/json).",
@@ -271,7 +271,8 @@ class AutoSchema(SpectacularAutoSchema):
             codes.append("400")
         if not public or method == "POST":
             codes += ["401", "403"]
-        if detail or getattr(view, "may_not_exist", False):
+        paginated = {"page", "cursor"} & {p["name"] for p in self._get_parameters() if p.get("in") == "query"}
+        if detail or paginated or getattr(view, "may_not_exist", False):
             codes.append("404")
         if method == "DELETE" or (method in ("POST", "PUT", "PATCH") and self._action_name() != "create"):
             codes.append("409")
@@ -291,11 +292,13 @@ class AutoSchema(SpectacularAutoSchema):
         if direction != "response":
             return responses
         problem = self.resolve_serializer(ProblemSerializer, "response").ref
+        # Errors are rendered by the negotiated renderer (JSON text also for event streams).
+        content = {media_type: {"schema": problem} for media_type in self.map_renderers("media_type")}
         for code in self._error_codes():
             if code in responses:
                 continue
             responses[code] = {
-                "content": {"application/json": {"schema": problem}},
+                "content": content,
                 "description": ERROR_DESCRIPTIONS[code],
             }
         return responses

@@ -198,7 +198,9 @@ class ModelConfigSerializer(serializers.ModelSerializer):
         error_messages={"does_not_exist": "No usable secret with this id."},
         help_text="Secret holding the API key; you must own it or have it shared with you for use.",
     )
-    api_key_secret_mask = serializers.CharField(source="api_key_secret.mask", read_only=True, default=None)
+    api_key_secret_mask = serializers.CharField(
+        source="api_key_secret.mask", read_only=True, default=None, allow_null=True
+    )
     fallback = serializers.PrimaryKeyRelatedField(
         queryset=ModelConfig.objects.all(),
         required=False,
