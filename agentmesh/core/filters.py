@@ -86,7 +86,9 @@ class OrderingFilter(filters.OrderingFilter):
             fields = [param.strip() for param in params.split(",") if param.strip()]
             invalid = [f for f in fields if not self.remove_invalid_fields(queryset, [f], view, request)]
             if invalid:
-                allowed = sorted(name for name, _label in self.get_valid_fields(queryset, view, {"request": request}))
+                allowed = sorted(
+                    name for name, _label in self.get_valid_fields(queryset, view, {"request": request})
+                )
                 raise ValidationError(
                     {
                         self.ordering_param: [

@@ -14,7 +14,7 @@
 import functools
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from email.utils import format_datetime
 
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
@@ -79,7 +79,7 @@ class Deprecation:
 
 
 def _http_date(day: date) -> str:
-    return format_datetime(datetime.combine(day, time(0, 0), tzinfo=timezone.utc), usegmt=True)
+    return format_datetime(datetime.combine(day, time(0, 0), tzinfo=UTC), usegmt=True)
 
 
 def deprecated(*, since: date | None = None, sunset: date | None = None, link: str = ""):

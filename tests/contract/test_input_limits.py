@@ -21,7 +21,9 @@ def test_json_depth_counts_brackets_outside_strings():
 
 
 def test_ten_thousand_levels_is_a_400_not_a_500(client_for, developer):
-    response = client_for(developer).post(WIDGETS, "[" * 10_000 + "]" * 10_000, content_type="application/json")
+    response = client_for(developer).post(
+        WIDGETS, "[" * 10_000 + "]" * 10_000, content_type="application/json"
+    )
     body = assert_problem(response, 400)
     assert "nested deeper than 64" in body["detail"]
 
@@ -105,7 +107,9 @@ def test_good_filter_values_still_filter(client_for, admin_user):
 
 
 def test_integer_bounds_follow_the_database(client_for, admin_user):
-    low, high = connection.ops.integer_field_range("PositiveIntegerField")
+    _low, high = connection.ops.integer_field_range("PositiveIntegerField")
     client = client_for(admin_user)
     assert client.get(f"/api/v1/workflows/executions?version={high or 2**63 - 1}").status_code == 200
-    assert_problem(client.get(f"/api/v1/workflows/executions?version={(high or 2**63 - 1) + 1}"), 400, "version")
+    assert_problem(
+        client.get(f"/api/v1/workflows/executions?version={(high or 2**63 - 1) + 1}"), 400, "version"
+    )
