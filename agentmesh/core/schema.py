@@ -12,6 +12,7 @@
 """
 
 import functools
+import inspect
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -102,9 +103,13 @@ def deprecated(*, since: date | None = None, sunset: date | None = None, link: s
 
 
 def deprecated_field(field: serializers.Field, *, sunset: date | None = None, link: str = ""):
-    """Mark a serializer field deprecated (`deprecated: true` on its schema property)."""
-    field.deprecation = Deprecation(sunset=sunset, link=link)
-    return field
+    """Mark a serializer field deprecated (`deprecated: true` on its schema property).
+
+    DRF deep-copies declared fields by re-instantiating them, so the mark lives on a subclass."""
+    marked = type(
+        type(field).__name__, (type(field),), {"deprecation": Deprecation(sunset=sunset, link=link)}
+    )
+    return marked(*field._args, **field._kwargs)
 
 
 # --- One or many --------------------------------------------------------------------------
@@ -153,10 +158,7 @@ def _own_doc(obj) -> str:
     doc = obj.__dict__.get("__doc__") if isinstance(obj, type) else getattr(obj, "__doc__", None)
     if not doc:
         return ""
-    lines = doc.expandtabs().splitlines()
-    import inspect
-
-    return inspect.cleandoc("\n".join(lines)).strip()
+    return inspect.cleandoc(doc).strip()
 
 
 class AutoSchema(SpectacularAutoSchema):
