@@ -209,6 +209,8 @@ class AutoSchema(SpectacularAutoSchema):
                 if class_doc:
                     doc = f"{class_doc}\n\n{doc}"
         doc = doc or _own_doc(type(self.view))
+        if action in _SHARED_ACTION_SUMMARIES:
+            doc = doc.replace("this object", f"this {self._resource_names()[0]}")
         info = self._deprecation()
         if info:
             doc = f"{info.note()}\n\n{doc}" if doc else info.note()
