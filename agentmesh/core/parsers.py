@@ -3,6 +3,7 @@
 Python's JSON decoder recurses once per level, so a body nested thousands of levels deep
 would end in a RecursionError (a 500). The depth is measured on the raw text first, with a
 loop over its brackets outside string literals, and a body deeper than MAX_JSON_DEPTH is a 400.
+A string holding a NUL character (`\\u0000`) is a 400 as well: no database column stores it.
 """
 
 import codecs
@@ -51,6 +52,26 @@ class DepthLimitedJSONParser(JSONParser):
             limit = max_json_depth()
             if json_depth(text, limit) > limit:
                 raise ParseError(f"JSON parse error - nested deeper than {limit} levels.")
-            return json.loads(text, parse_constant=json.strict_constant if self.strict else None)
+            data = json.loads(text, parse_constant=json.strict_constant if self.strict else None)
         except ValueError as exc:  # UnicodeDecodeError included
             raise ParseError(f"JSON parse error - {exc}") from exc
+        if "\\u0000" in text and _has_nul(data):
+            # No database text or JSON column can store it (PostgreSQL refuses it: a 500).
+            raise ParseError("JSON parse error - strings may not contain the NUL character (\\u0000).")
+        return data
+
+
+def _has_nul(data) -> bool:
+    """Whether any string (key or value) in the decoded JSON holds a NUL; iterative."""
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False

@@ -113,3 +113,31 @@ def test_integer_bounds_follow_the_database(client_for, admin_user):
     assert_problem(
         client.get(f"/api/v1/workflows/executions?version={(high or 2**63 - 1) + 1}"), 400, "version"
     )
+
+
+def test_nul_characters_in_json_strings_are_400(client_for, developer):
+    client = client_for(developer)
+    for body in (
+        '{"type": "a.b", "payload": {"\\u0000": 1}}',
+        '{"type": "a.b", "payload": {"k": ["x\\u0000"]}}',
+    ):
+        assert_problem(
+            client.post("/api/v1/observability/events", body, content_type="application/json"), 400
+        )
+    # an escaped backslash followed by "u0000" is not a NUL
+    ok = client.post(
+        "/api/v1/observability/events",
+        '{"type": "a.b", "payload": {"k": "\\\\u0000"}}',
+        content_type="application/json",
+    )
+    assert ok.status_code == 201, ok.content
+    assert ok.json()["payload"] == {"k": "\\u0000"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_manual_alert_with_a_dedup_key_is_counted_not_a_500(client_for, developer):
+    client = client_for(developer)
+    body = {"title": "disk", "dedup_key": "disk-full"}
+    assert client.post("/api/v1/observability/alerts", body, format="json").status_code == 201
+    again = client.post("/api/v1/observability/alerts", body, format="json")
+    assert again.status_code == 200 and again.json()["occurrences"] == 2
