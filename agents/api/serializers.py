@@ -59,13 +59,8 @@ class AgentSerializer(serializers.ModelSerializer):
         required=False,
         help_text="temperature (0-2), top_p (0-1), max_tokens (>= 1): over the model's defaults.",
     )
-    deployed_version = serializers.IntegerField(
-        source="deployed_version.version",
-        read_only=True,
-        allow_null=True,
-        default=None,
-        help_text="Number of the deployed version.",
-    )
+    # A method field: a dotted source with a default is left out of PATCH answers (partial).
+    deployed_version = serializers.SerializerMethodField(help_text="Number of the deployed version.")
     versions = AgentVersionSummarySerializer(many=True, read_only=True, help_text="Newest first.")
 
     class Meta:
@@ -82,6 +77,9 @@ class AgentSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["status", "deployed_at"]
+
+    def get_deployed_version(self, agent) -> int | None:
+        return agent.deployed_version.version if agent.deployed_version_id else None
 
 
 class AgentVersionSerializer(serializers.ModelSerializer):
