@@ -2,16 +2,20 @@
 
 `FilterSet` is the base of every filterset: number filters on integer columns accept whole
 numbers within the database's range only (an overflow was a 500), numbers on other columns
-stay finite, and booleans are `true`/`false` (django-filter ignores anything else silently).
+stay finite, datetimes are taken to UTC (an offset or a date the database cannot hold is
+invalid), and booleans are `true`/`false` (django-filter ignores anything else silently).
 UUIDs, dates and choices are already validated by django-filter's form fields.
 `OrderingFilter` answers 400 for an `ordering` field the view does not allow.
 """
 
+import functools
+from datetime import UTC
 from decimal import Decimal
 
 import django_filters
 from django import forms
 from django.db import connection, models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_filters.rest_framework import DjangoFilterBackend
 from django_filters.utils import get_model_field
@@ -42,6 +46,24 @@ class StrictBooleanField(forms.NullBooleanField):
         pass
 
 
+@functools.cache
+def _utc_datetime_field(base: type[forms.DateTimeField]) -> type[forms.DateTimeField]:
+    """The filter's datetime field, answering in UTC: an offset PostgreSQL cannot take (past
+    ±15:59) or a date that leaves the calendar when converted is invalid, not a 500."""
+
+    class UTCDateTimeField(base):
+        def to_python(self, value):
+            value = super().to_python(value)
+            if value is not None and timezone.is_aware(value):
+                try:
+                    return value.astimezone(UTC)
+                except OverflowError:
+                    raise forms.ValidationError(_("Date out of range."), code="invalid") from None
+            return value
+
+    return UTCDateTimeField
+
+
 def _integer_range(model_field) -> tuple[int | None, int | None]:
     internal = model_field.get_internal_type()
     if internal in {"AutoField", "SmallAutoField", "BigAutoField"}:
@@ -62,6 +84,8 @@ class FilterSet(django_filters.FilterSet):
                 filter_.extra["widget"] = forms.TextInput  # the default select maps junk to None
             elif isinstance(filter_, django_filters.NumberFilter):
                 self._bound_number(filter_)
+            elif isinstance(filter_, django_filters.DateTimeFilter):
+                filter_.field_class = _utc_datetime_field(filter_.field_class)
 
     def _bound_number(self, filter_) -> None:
         model_field = get_model_field(self._meta.model, filter_.field_name) if self._meta.model else None

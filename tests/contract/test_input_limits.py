@@ -67,6 +67,7 @@ def test_nan_is_refused(client_for, developer):
         ("/api/v1/observability/alerts?rule=zz", "rule"),
         ("/api/v1/tools/executions?since=yesterday", "since"),
         ("/api/v1/observability/logs?until=2026-13-45", "until"),
+        ("/api/v1/observability/logs?since=0001-01-01T00:00:00%2B05:00", "since"),
         ("/api/v1/master-data/skills?is_active=maybe", "is_active"),
         ("/api/v1/tools/executions?is_test=perhaps", "is_test"),
         ("/api/v1/observability/alert-rules?enabled=2", "enabled"),
@@ -102,6 +103,7 @@ def test_good_filter_values_still_filter(client_for, admin_user):
         "/api/v1/tools/executions?is_test=0",
         "/api/v1/agents?ordering=-name,created_at",
         "/api/v1/tools/executions?since=2026-01-01T00:00:00Z",
+        "/api/v1/observability/events?since=2299-03-04T08:32:45-18:29",
     ):
         assert client.get(url).status_code == 200, url
 
@@ -141,3 +143,19 @@ def test_manual_alert_with_a_dedup_key_is_counted_not_a_500(client_for, develope
     assert client.post("/api/v1/observability/alerts", body, format="json").status_code == 201
     again = client.post("/api/v1/observability/alerts", body, format="json")
     assert again.status_code == 200 and again.json()["occurrences"] == 2
+
+
+def test_event_timestamps_with_any_offset_are_stored_in_utc(client_for, developer):
+    client = client_for(developer)
+    response = client.post(
+        "/api/v1/observability/events",
+        [{"type": "a.b", "timestamp": "2299-03-04T08:32:45-18:29"}, {"type": "a.c"}],
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    one = client.post(
+        "/api/v1/observability/events",
+        {"type": "a.b", "timestamp": "0001-01-01T00:00:00+05:00"},
+        format="json",
+    )
+    assert_problem(one, 400, "timestamp")
