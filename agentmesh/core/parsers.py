@@ -7,6 +7,7 @@ A string holding a NUL character (`\\u0000`) is a 400 as well: no database colum
 """
 
 import codecs
+import math
 import re
 
 from django.conf import settings
@@ -52,13 +53,25 @@ class DepthLimitedJSONParser(JSONParser):
             limit = max_json_depth()
             if json_depth(text, limit) > limit:
                 raise ParseError(f"JSON parse error - nested deeper than {limit} levels.")
-            data = json.loads(text, parse_constant=json.strict_constant if self.strict else None)
+            data = json.loads(
+                text,
+                parse_constant=json.strict_constant if self.strict else None,
+                parse_float=_finite_float if self.strict else None,
+            )
         except ValueError as exc:  # UnicodeDecodeError included
             raise ParseError(f"JSON parse error - {exc}") from exc
         if "\\u0000" in text and _has_nul(data):
             # No database text or JSON column can store it (PostgreSQL refuses it: a 500).
             raise ParseError("JSON parse error - strings may not contain the NUL character (\\u0000).")
         return data
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number such as 1e400 is no NaN/Infinity literal, but is infinite once read."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"Out of range float value: {text[:40]}")
+    return value
 
 
 def _has_nul(data) -> bool:

@@ -159,3 +159,20 @@ def test_event_timestamps_with_any_offset_are_stored_in_utc(client_for, develope
         format="json",
     )
     assert_problem(one, 400, "timestamp")
+
+
+@pytest.mark.parametrize("days", ["²", "1" * 5000, "0", "366", "-1", "1.5"])
+def test_stats_days_must_be_1_to_365(client_for, developer, days):
+    from tests.agents.factories import make_agent
+
+    agent = make_agent(developer)
+    assert_problem(client_for(developer).get(f"/api/v1/agents/{agent.pk}/stats", {"days": days}), 400, "days")
+
+
+def test_numbers_too_large_for_a_float_are_400(client_for, developer):
+    response = client_for(developer).post(
+        "/api/v1/observability/events",
+        '{"type": "a.b", "payload": {"x": 1e400}}',
+        content_type="application/json",
+    )
+    assert_problem(response, 400)
