@@ -49,6 +49,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "observability.middleware.RequestContextMiddleware",
     "agentmesh.core.middleware.RequestBodyLimitMiddleware",
+    "agentmesh.core.middleware.QueryStringNULMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

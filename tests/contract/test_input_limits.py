@@ -176,3 +176,15 @@ def test_numbers_too_large_for_a_float_are_400(client_for, developer):
         content_type="application/json",
     )
     assert_problem(response, 400)
+
+
+@pytest.mark.parametrize(
+    ("url", "parameter"),
+    [
+        ("/api/v1/master-data/skills/search?q=a%00b", "q"),
+        ("/api/v1/tools?search=%00", "search"),
+        ("/api/v1/observability/events?type=a%00", "type"),
+    ],
+)
+def test_nul_characters_in_query_parameters_are_400(client_for, developer, url, parameter):
+    assert_problem(client_for(developer).get(url), 400, parameter)
