@@ -4,7 +4,17 @@ from agentmesh.core.serializers import OwnerField
 from masterdata.models import Constraint, ModelConfig, Prompt, Skill
 from tools.models import Tool
 
-from ..models import Agent, AgentRun, AgentRunStep, AgentVersion, Conversation, Message, RunStatus, StepKind
+from ..models import (
+    Agent,
+    AgentRun,
+    AgentRunStep,
+    AgentVersion,
+    Conversation,
+    Message,
+    RunStatus,
+    StepKind,
+    StopReason,
+)
 from ..services import AGENT_FIELDS
 
 
@@ -167,6 +177,7 @@ class MessageSerializer(serializers.ModelSerializer):
 # Run and step status/kind are plain text here: the run status enum belongs to the interact
 # result, and a second component carrying it would make the enum's name ambiguous.
 RUN_STATUS_HELP = "One of: " + ", ".join(RunStatus.values) + "."
+STOP_REASON_HELP = "Empty until the run stops, then one of: " + ", ".join(StopReason.values) + "."
 
 
 class AgentRunStepSerializer(serializers.ModelSerializer):
@@ -198,6 +209,7 @@ class AgentRunSerializer(serializers.ModelSerializer):
     version = serializers.IntegerField(source="version.version", read_only=True)
     user = serializers.SlugRelatedField(slug_field="username", read_only=True)
     status = serializers.CharField(read_only=True, help_text=RUN_STATUS_HELP)
+    stop_reason = serializers.CharField(read_only=True, help_text=STOP_REASON_HELP)
 
     class Meta:
         model = AgentRun
