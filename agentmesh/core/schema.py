@@ -188,9 +188,10 @@ class AutoSchema(SpectacularAutoSchema):
         singular, plural = self._resource_names()
         if action in _SHARED_ACTION_SUMMARIES:
             return _SHARED_ACTION_SUMMARIES[action].format(singular=singular)
-        doc = self._handler_doc() or _own_doc(type(self.view))
-        if action in _STANDARD_SUMMARIES and not self._handler_doc():
+        own = self._handler_doc()
+        if action in _STANDARD_SUMMARIES and not own:
             return _STANDARD_SUMMARIES[action].format(singular=singular, plural=plural)
+        doc = own or _own_doc(type(self.view))
         if doc:
             return _first_sentence(doc)
         return f"{action.replace('_', ' ').capitalize()} {singular}"
