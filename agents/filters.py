@@ -1,5 +1,6 @@
 import django_filters
 
+from agentmesh.core.filters import FilterSet
 from masterdata.filters import OwnerFilterSet
 
 from .models import Agent, AgentRun, AgentStatus, RunStatus, StopReason
@@ -14,7 +15,7 @@ class AgentFilter(OwnerFilterSet):
         fields = ["status", "model", "owner"]
 
 
-class AgentRunFilter(django_filters.FilterSet):
+class AgentRunFilter(FilterSet):
     agent = django_filters.UUIDFilter(field_name="agent_id")
     conversation = django_filters.UUIDFilter(field_name="conversation_id")
     status = django_filters.ChoiceFilter(choices=RunStatus.choices)

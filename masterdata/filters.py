@@ -1,11 +1,13 @@
 import django_filters
 
+from agentmesh.core.filters import FilterSet
+
 from .constraints import CONSTRAINT_TYPES
 from .models import Constraint, ModelConfig, Prompt, Provider, Secret, Skill, SkillType
 from .selectors import filter_by_tags
 
 
-class OwnerFilterSet(django_filters.FilterSet):
+class OwnerFilterSet(FilterSet):
     owner = django_filters.CharFilter(field_name="owner__username", help_text="Owner's username.")
 
 

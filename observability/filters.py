@@ -1,5 +1,7 @@
 import django_filters as df
 
+from agentmesh.core.filters import FilterSet
+
 from .logs import _LEVELS
 from .models import (
     Alert,
@@ -17,7 +19,7 @@ from .models import (
 _LEVELNO = {name: number for number, name in _LEVELS.items()}
 
 
-class EventFilter(df.FilterSet):
+class EventFilter(FilterSet):
     type = df.CharFilter(field_name="type", lookup_expr="startswith", help_text="Type prefix, e.g. `audit.`.")
     level = df.MultipleChoiceFilter(choices=Level.choices)
     source = df.CharFilter()
@@ -34,7 +36,7 @@ class EventFilter(df.FilterSet):
         fields = []
 
 
-class TraceFilter(df.FilterSet):
+class TraceFilter(FilterSet):
     status = df.ChoiceFilter(choices=SpanStatus.choices)
     kind = df.ChoiceFilter(choices=SpanKind.choices)
     name = df.CharFilter(lookup_expr="icontains")
@@ -49,7 +51,7 @@ class TraceFilter(df.FilterSet):
         fields = []
 
 
-class LogFilter(df.FilterSet):
+class LogFilter(FilterSet):
     level = df.ChoiceFilter(choices=Level.choices, method="filter_level", help_text="Minimum level.")
     logger = df.CharFilter(field_name="logger", lookup_expr="startswith", help_text="Logger name prefix.")
     q = df.CharFilter(field_name="message", lookup_expr="icontains", help_text="Text in the message.")
@@ -66,7 +68,7 @@ class LogFilter(df.FilterSet):
         return queryset.filter(levelno__gte=_LEVELNO[value])
 
 
-class AlertFilter(df.FilterSet):
+class AlertFilter(FilterSet):
     state = df.MultipleChoiceFilter(choices=AlertState.choices)
     severity = df.ChoiceFilter(choices=Severity.choices)
     rule = df.UUIDFilter(field_name="rule_id")
@@ -77,7 +79,7 @@ class AlertFilter(df.FilterSet):
         fields = []
 
 
-class AlertRuleFilter(df.FilterSet):
+class AlertRuleFilter(FilterSet):
     class Meta:
         model = AlertRule
         fields = ["metric", "severity", "enabled"]

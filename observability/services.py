@@ -504,17 +504,18 @@ def alert_create_manual(
     key is reused (its `occurrences` grows) instead of a second one. Returns (alert, created)."""
     now = timezone.now()
     if dedup_key:
-        existing = (
-            Alert.objects.select_for_update()
-            .filter(owner=owner, rule__isnull=True, dedup_key=dedup_key, state__in=OPEN_STATES)
-            .first()
-        )
-        if existing:
-            existing.occurrences += 1
-            existing.last_seen_at = now
-            existing.value = value
-            existing.save(update_fields=["occurrences", "last_seen_at", "value", "updated_at"])
-            return existing, False
+        with transaction.atomic():  # select_for_update needs one (PostgreSQL refuses it outside)
+            existing = (
+                Alert.objects.select_for_update()
+                .filter(owner=owner, rule__isnull=True, dedup_key=dedup_key, state__in=OPEN_STATES)
+                .first()
+            )
+            if existing:
+                existing.occurrences += 1
+                existing.last_seen_at = now
+                existing.value = value
+                existing.save(update_fields=["occurrences", "last_seen_at", "value", "updated_at"])
+                return existing, False
     try:
         with transaction.atomic():
             alert = Alert.objects.create(

@@ -1,5 +1,6 @@
 import django_filters
 
+from agentmesh.core.filters import FilterSet
 from masterdata.filters import TagsFilterSet
 
 from .models import CallerType, ExecutionStatus, Tool, ToolExecution, ToolStatus
@@ -15,7 +16,7 @@ class ToolFilter(TagsFilterSet):
         fields = ["category", "type", "status", "owner", "tags"]
 
 
-class ToolExecutionFilter(django_filters.FilterSet):
+class ToolExecutionFilter(FilterSet):
     tool = django_filters.UUIDFilter(field_name="tool_id")
     status = django_filters.ChoiceFilter(choices=ExecutionStatus.choices)
     caller_type = django_filters.ChoiceFilter(choices=CallerType.choices)

@@ -166,7 +166,8 @@ def raise_no_test_cases() -> None:
 def parse_days(value: str | None, *, default: int = 30) -> int:
     if value in (None, ""):
         return default
-    if not value.isdigit() or not 1 <= int(value) <= 365:
+    # Up to 3 ASCII digits: str.isdigit() admits "²", and int() refuses 4301+ digits (500s).
+    if not (value.isascii() and value.isdigit() and len(value) <= 3) or not 1 <= int(value) <= 365:
         raise ServiceValidationError("A whole number of days from 1 to 365.", field="days")
     return int(value)
 

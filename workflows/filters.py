@@ -1,5 +1,6 @@
 import django_filters
 
+from agentmesh.core.filters import FilterSet
 from masterdata.filters import OwnerFilterSet
 
 from .models import ExecutionStatus, Workflow, WorkflowExecution, WorkflowStatus
@@ -13,7 +14,7 @@ class WorkflowFilter(OwnerFilterSet):
         fields = ["status", "owner"]
 
 
-class WorkflowExecutionFilter(django_filters.FilterSet):
+class WorkflowExecutionFilter(FilterSet):
     workflow = django_filters.UUIDFilter(field_name="workflow_id")
     status = django_filters.ChoiceFilter(choices=ExecutionStatus.choices)
     version = django_filters.NumberFilter(field_name="version__version")

@@ -2,7 +2,7 @@ import sys
 
 from django.conf import settings
 from django.core.signals import got_request_exception
-from django.http import JsonResponse
+from django.http import HttpResponseBadRequest, JsonResponse
 
 from .exceptions import problem_response, unavailable_dependency, unavailable_response
 from .views import api_error_response
@@ -70,3 +70,27 @@ class ApiErrorsAsJsonMiddleware:
                 replacement[header] = value
         # Not response.close(): that sends request_finished, which the server sends for the reply.
         return replacement
+
+
+class QueryStringNULMiddleware:
+    """Answer 400 to a query string holding a NUL character (`%00`): no database text column
+    can compare with it (PostgreSQL refuses the query: a 500 in every search and filter)."""
+
+    message = "Query parameters may not contain the NUL character (%00)."
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if "%00" in request.META.get("QUERY_STRING", ""):
+            for name, values in request.GET.lists():
+                if "\x00" in name or any("\x00" in value for value in values):
+                    return self._refuse(request, name if "\x00" not in name else None)
+        return self.get_response(request)
+
+    def _refuse(self, request, name: str | None):
+        if not request.path.startswith("/api/"):
+            return HttpResponseBadRequest(self.message)
+        detail = f"Invalid input: {name}: {self.message}" if name else self.message
+        error = {"field": name, "code": "null_characters_not_allowed", "message": self.message}
+        return problem_response(400, detail, [error])

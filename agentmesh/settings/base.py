@@ -52,6 +52,7 @@ MIDDLEWARE = [
     "observability.middleware.RequestContextMiddleware",
     "agentmesh.core.middleware.ApiErrorsAsJsonMiddleware",
     "agentmesh.core.middleware.RequestBodyLimitMiddleware",
+    "agentmesh.core.middleware.QueryStringNULMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -198,18 +199,15 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "agentmesh.core.pagination.StandardPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "agentmesh.core.filters.FilterBackend",
         "rest_framework.filters.SearchFilter",
-        "rest_framework.filters.OrderingFilter",
+        "agentmesh.core.filters.OrderingFilter",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "agentmesh.core.schema.AutoSchema",
     "EXCEPTION_HANDLER": "agentmesh.core.exceptions.api_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # JSON only (no view uploads a file, so no multipart); other content types are a 415.
+    "DEFAULT_PARSER_CLASSES": ["agentmesh.core.parsers.DepthLimitedJSONParser"],
     "DEFAULT_THROTTLE_RATES": {
         "auth": env_str("AUTH_THROTTLE_RATE", "10/minute"),
         "user": env_str("USER_THROTTLE_RATE", "1000/minute"),
@@ -231,6 +229,7 @@ SIMPLE_JWT = {
     "AUTH_HEADER_TYPES": ("Bearer",),
 }
 REGISTRATION_OPEN = env_bool("REGISTRATION_OPEN", True)
+MAX_JSON_DEPTH = env_int("MAX_JSON_DEPTH", 64)  # deeper request bodies are a 400
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Agent Mesh API",

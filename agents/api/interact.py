@@ -22,8 +22,9 @@ from rest_framework.response import Response
 from agentmesh.core.permissions import has_object_action
 from agentmesh.core.serializers import StrictSerializer, representation
 
-from ..models import AgentRun, RunStatus, StopReason
+from ..models import AgentRun, RunStatus
 from ..runs import run_cancel, run_execute, run_start
+from .serializers import STOP_REASON_HELP
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class InteractResultSerializer(StrictSerializer):
     version = serializers.IntegerField(source="agent_version_number", read_only=True, allow_null=True)
     conversation = serializers.UUIDField(source="conversation_id", read_only=True)
     status = serializers.ChoiceField(choices=RunStatus.choices, read_only=True)
-    stop_reason = serializers.ChoiceField(choices=StopReason.choices, read_only=True)
+    stop_reason = serializers.CharField(read_only=True, help_text=STOP_REASON_HELP)
     output = serializers.CharField(read_only=True)
     output_json = serializers.JSONField(read_only=True, allow_null=True)
     error = serializers.CharField(read_only=True)

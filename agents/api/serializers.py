@@ -4,7 +4,17 @@ from agentmesh.core.serializers import OwnerField, StrictModelSerializer, Strict
 from masterdata.models import Constraint, ModelConfig, Prompt, Skill
 from tools.models import Tool
 
-from ..models import Agent, AgentRun, AgentRunStep, AgentVersion, Conversation, Message, RunStatus, StepKind
+from ..models import (
+    Agent,
+    AgentRun,
+    AgentRunStep,
+    AgentVersion,
+    Conversation,
+    Message,
+    RunStatus,
+    StepKind,
+    StopReason,
+)
 from ..services import AGENT_FIELDS
 
 
@@ -59,13 +69,8 @@ class AgentSerializer(StrictModelSerializer):
         required=False,
         help_text="temperature (0-2), top_p (0-1), max_tokens (>= 1): over the model's defaults.",
     )
-    deployed_version = serializers.IntegerField(
-        source="deployed_version.version",
-        read_only=True,
-        allow_null=True,
-        default=None,
-        help_text="Number of the deployed version.",
-    )
+    # A method field: a dotted source with a default is left out of PATCH answers (partial).
+    deployed_version = serializers.SerializerMethodField(help_text="Number of the deployed version.")
     versions = AgentVersionSummarySerializer(many=True, read_only=True, help_text="Newest first.")
 
     class Meta:
@@ -82,6 +87,9 @@ class AgentSerializer(StrictModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["status", "deployed_at"]
+
+    def get_deployed_version(self, agent) -> int | None:
+        return agent.deployed_version.version if agent.deployed_version_id else None
 
 
 class AgentVersionSerializer(StrictModelSerializer):
@@ -172,6 +180,7 @@ class MessageSerializer(StrictModelSerializer):
 # Run and step status/kind are plain text here: the run status enum belongs to the interact
 # result, and a second component carrying it would make the enum's name ambiguous.
 RUN_STATUS_HELP = "One of: " + ", ".join(RunStatus.values) + "."
+STOP_REASON_HELP = "Empty until the run stops, then one of: " + ", ".join(StopReason.values) + "."
 
 
 class AgentRunStepSerializer(StrictModelSerializer):
@@ -211,6 +220,7 @@ class AgentRunSerializer(StrictModelSerializer):
     )
     user = serializers.SlugRelatedField(slug_field="username", read_only=True)
     status = serializers.CharField(read_only=True, help_text=RUN_STATUS_HELP)
+    stop_reason = serializers.CharField(read_only=True, help_text=STOP_REASON_HELP)
 
     class Meta:
         model = AgentRun

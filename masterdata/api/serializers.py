@@ -198,7 +198,8 @@ class ModelConfigSerializer(StrictModelSerializer):
         error_messages={"does_not_exist": "No usable secret with this id."},
         help_text="Secret holding the API key; you must own it or have it shared with you for use.",
     )
-    api_key_secret_mask = serializers.CharField(source="api_key_secret.mask", read_only=True, default=None)
+    # A method field: a dotted source with a default is left out of PATCH answers (partial).
+    api_key_secret_mask = serializers.SerializerMethodField(help_text="The key's mask; null without a key.")
     fallback = serializers.PrimaryKeyRelatedField(
         queryset=ModelConfig.objects.all(),
         required=False,
@@ -236,6 +237,9 @@ class ModelConfigSerializer(StrictModelSerializer):
             "updated_at",
         ]
         extra_kwargs = {"context_window": {"min_value": 1}}
+
+    def get_api_key_secret_mask(self, model_config) -> str | None:
+        return model_config.api_key_secret.mask if model_config.api_key_secret_id else None
 
 
 class ProviderSerializer(StrictSerializer):

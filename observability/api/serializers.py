@@ -91,8 +91,9 @@ def clean_event_item(item) -> tuple[dict | None, list[dict]]:
     if ts not in (None, ""):
         try:
             parsed = datetime.fromisoformat(ts)
-            clean["timestamp"] = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-        except (TypeError, ValueError):
+            # In UTC: PostgreSQL refuses offsets past ±15:59 that Python accepts.
+            clean["timestamp"] = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+        except (TypeError, ValueError, OverflowError):
             errors.append(_err("timestamp", "Datetime has wrong format. Use ISO 8601."))
     return (None, errors) if errors else (clean, [])
 

@@ -7,7 +7,12 @@ span user), log records (request user), alerts (owner) and metrics scoped to the
 from django.conf import settings
 from django.http import HttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, status, viewsets
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 from rest_framework.decorators import action
@@ -19,6 +24,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from agentmesh.core.permissions import is_admin
+from agentmesh.core.schema import OneOrMany
 from agentmesh.core.viewsets import OwnedModelViewSet
 
 from .. import metrics as prom
@@ -84,8 +90,15 @@ class EventViewSet(ReadOnlyFilters, mixins.ListModelMixin, viewsets.GenericViewS
         description="One event (an object; answers 201 with the event) or a batch (a list of up to "
         "1,000; answers 201 when all were recorded, 207 with per-item results when some were invalid — "
         "the valid ones are recorded). The actor is the requesting user.",
-        request=EventInSerializer(many=True),
-        responses={201: EventSerializer, 207: EventBatchResultSerializer},
+        request=OneOrMany(EventInSerializer, max_items=services.EVENT_BATCH_MAX),
+        responses={
+            201: PolymorphicProxySerializer(
+                component_name="EventCreated",
+                serializers=[EventSerializer, EventBatchResultSerializer],
+                resource_type_field_name=None,
+            ),
+            207: EventBatchResultSerializer,
+        },
     )
     def create(self, request, *args, **kwargs):
         data = request.data

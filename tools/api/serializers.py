@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agentmesh.core.serializers import OwnerField, StrictModelSerializer, StrictSerializer
@@ -6,6 +7,50 @@ from masterdata.api.serializers import tags_field
 from ..models import Tool, ToolExecution
 from ..services import TOOL_FIELDS
 from ..testing import TEST_CASE_SCHEMA
+
+
+# --- The documented shape of tool test cases (checked at runtime by TEST_CASE_SCHEMA) ---------
+class ToolTestExpectSerializer(StrictSerializer):
+    """What a test case expects of the execution; every key is optional."""
+
+    status = serializers.CharField(
+        required=False,
+        help_text="Expected execution status (default `succeeded`): "
+        + ", ".join(TEST_CASE_SCHEMA["properties"]["expect"]["properties"]["status"]["enum"])
+        + ".",
+    )
+    output_schema = serializers.BooleanField(
+        required=False, help_text="The output satisfies the tool's output schema."
+    )
+    equals = serializers.DictField(
+        required=False, help_text='{JSONPath: value} the output must match exactly, e.g. {"$.sum": 3}.'
+    )
+    contains = serializers.DictField(
+        required=False,
+        help_text="{JSONPath: value}: a substring of a string, an item of a list, or keys of an object.",
+    )
+    max_duration_ms = serializers.FloatField(required=False, min_value=0)
+
+
+class ToolTestCaseSerializer(StrictSerializer):
+    name = serializers.CharField(required=False, max_length=100)
+    arguments = serializers.DictField(help_text="The tool's arguments.")
+    expect = ToolTestExpectSerializer(required=False)
+
+
+@extend_schema_field(ToolTestExpectSerializer)
+class ExpectField(serializers.DictField):
+    """A test case's expectations (validated by the tool test service)."""
+
+
+@extend_schema_field(ToolTestCaseSerializer(many=True))
+class TestCasesField(serializers.JSONField):
+    """Stored test cases (validated by the tool service)."""
+
+
+@extend_schema_field(ToolTestCaseSerializer(many=True))
+class TestCaseListField(serializers.ListField):
+    """Cases to run (validated by the tool test service)."""
 
 
 class ToolSerializer(StrictModelSerializer):
@@ -17,7 +62,10 @@ class ToolSerializer(StrictModelSerializer):
     )
     output_schema = serializers.JSONField(required=False, allow_null=True)
     config = serializers.JSONField(required=False, help_text="Per type; see GET /api/v1/tools/types.")
-    test_cases = serializers.JSONField(required=False, help_text=f"List of {TEST_CASE_SCHEMA['required']} …")
+    test_cases = TestCasesField(
+        required=False,
+        help_text="Cases `POST /tools/{id}/test` runs when given none: [{name, arguments, expect}].",
+    )
 
     class Meta:
         model = Tool
@@ -79,8 +127,8 @@ class ExecuteRequestSerializer(StrictSerializer):
 
 class TestRequestSerializer(StrictSerializer):
     arguments = serializers.DictField(required=False, help_text="Run one case with these arguments…")
-    expect = serializers.DictField(required=False, help_text="…and these expectations.")
-    cases = serializers.ListField(
+    expect = ExpectField(required=False, help_text="…and these expectations.")
+    cases = TestCaseListField(
         child=serializers.DictField(), required=False, max_length=50, help_text="Or several cases."
     )
 

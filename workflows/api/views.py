@@ -109,6 +109,8 @@ class WorkflowViewSet(ServiceBackedViewSet):
         parameters=[
             OpenApiParameter("status", str, description="Only executions with this status."),
             OpenApiParameter("version", int, description="Only executions of this version."),
+            OpenApiParameter("since", OpenApiTypes.DATETIME, description="Created at or after (ISO 8601)."),
+            OpenApiParameter("until", OpenApiTypes.DATETIME, description="Created before (ISO 8601)."),
         ],
         responses={200: WorkflowExecutionSerializer(many=True)},
     )
