@@ -3,14 +3,14 @@ conversations and messages are read-only records."""
 
 from django.contrib import admin
 
-from agentmesh.core.admin import AuditedAdmin, ServiceBackedAdmin
+from agentmesh.core.admin import AuditedAdmin, DeleteKeepingHistoryMixin, ServiceBackedAdmin
 
 from . import selectors, services
 from .models import Agent, AgentRun, AgentRunStep, AgentVersion, Conversation, Message
 
 
 @admin.register(Agent)
-class AgentAdmin(ServiceBackedAdmin):
+class AgentAdmin(DeleteKeepingHistoryMixin, ServiceBackedAdmin):
     list_display = ["name", "status", "model", "deployed_version", "owner", "updated_at"]
     list_filter = ["status", "model__provider"]
     search_fields = ["name", "description"]
@@ -34,21 +34,13 @@ class AgentAdmin(ServiceBackedAdmin):
             return services.agent_update(agent=obj, **values)
         return services.agent_create(owner=form.cleaned_data["owner"], **values)
 
-    # Deleting goes through the service (history kept, refused while runs are unfinished);
-    # the confirmation page lists the unfinished ones as what prevents it.
-    def get_deleted_objects(self, objs, request):
-        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        blocking = [
-            f"Unfinished run {each.pk} ({each.status})" for each in selectors.unfinished_runs(objs)[:20]
-        ]
-        return deleted, counts, perms_needed, [*protected, *blocking]
+    unfinished_label = "run"
 
-    def delete_model(self, request, obj):
+    def unfinished(self, objs):
+        return selectors.unfinished_runs(objs)
+
+    def delete_object(self, obj) -> None:
         services.agent_delete(agent=obj)
-
-    def delete_queryset(self, request, queryset):
-        for agent in queryset:
-            services.agent_delete(agent=agent)
 
     def save_related(self, request, form, formsets, change):
         # The service already set the many-to-many fields; only the inlines are left.

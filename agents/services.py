@@ -15,8 +15,9 @@ from rest_framework.exceptions import ErrorDetail, ValidationError
 
 from agentmesh.core import crypto, sandbox
 from agentmesh.core.audit import audited
-from agentmesh.core.exceptions import ConflictError, ServiceValidationError
+from agentmesh.core.exceptions import ServiceValidationError
 from agentmesh.core.permissions import has_object_action
+from agentmesh.core.services import object_delete_keeping_history
 from agentmesh.core.signals import snapshot as row_snapshot
 from masterdata.constraints import effective_limits, first_schema_error
 from masterdata.models import ModelConfig, Prompt
@@ -444,15 +445,12 @@ def agent_delete(*, agent: Agent) -> None:
     """Delete the agent and its versions; its runs and conversations stay, readable by their
     users (and admins), with the agent's name and version number they ran with. Refused (409)
     while a run is queued or running: cancel it or let it finish first."""
-    agent = Agent.objects.select_for_update().get(pk=agent.pk)  # no run starts meanwhile
-    unfinished = unfinished_runs([agent]).count()
-    if unfinished:
-        raise ConflictError(
-            f"The agent has {unfinished} queued or running run(s); cancel them or let them finish first."
-        )
-    before = row_snapshot(agent)
-    agent.delete()
-    audited("delete", agent, before=before)
+    object_delete_keeping_history(
+        instance=agent,
+        unfinished=unfinished_runs,
+        what="queued or running run(s)",
+        advice="cancel them or let them finish first",
+    )
 
 
 def parse_days(value: str | None, *, default: int = 30) -> int:

@@ -2,14 +2,14 @@
 
 from django.contrib import admin
 
-from agentmesh.core.admin import AuditedAdmin, ServiceBackedAdmin
+from agentmesh.core.admin import AuditedAdmin, DeleteKeepingHistoryMixin, ServiceBackedAdmin
 
 from . import selectors, services
 from .models import Tool, ToolExecution
 
 
 @admin.register(Tool)
-class ToolAdmin(ServiceBackedAdmin):
+class ToolAdmin(DeleteKeepingHistoryMixin, ServiceBackedAdmin):
     list_display = ["name", "type", "category", "status", "version", "owner", "updated_at"]
     list_filter = ["type", "status", "category"]
     search_fields = ["name", "slug", "description", "category"]
@@ -25,22 +25,13 @@ class ToolAdmin(ServiceBackedAdmin):
             return services.tool_update(tool=obj, **values)
         return services.tool_create(owner=form.cleaned_data["owner"], **values)
 
-    # Deleting goes through the service (history kept, refused while runs are unfinished);
-    # the confirmation page lists the unfinished ones as what prevents it.
-    def get_deleted_objects(self, objs, request):
-        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        blocking = [
-            f"Unfinished execution {each.pk} ({each.status})"
-            for each in selectors.unfinished_executions(objs)[:20]
-        ]
-        return deleted, counts, perms_needed, [*protected, *blocking]
+    unfinished_label = "execution"
 
-    def delete_model(self, request, obj):
+    def unfinished(self, objs):
+        return selectors.unfinished_executions(objs)
+
+    def delete_object(self, obj) -> None:
         services.tool_delete(tool=obj)
-
-    def delete_queryset(self, request, queryset):
-        for tool in queryset:
-            services.tool_delete(tool=tool)
 
     @admin.action(description="Validate the selected tools")
     def validate_tools(self, request, queryset):

@@ -28,6 +28,7 @@ from tenacity import (
 from agentmesh.core import crypto
 from agentmesh.core.audit import audited
 from agentmesh.core.exceptions import ConflictError, ServiceValidationError
+from agentmesh.core.services import object_delete_keeping_history
 from agentmesh.core.signals import snapshot
 from agentmesh.core.tasks import enqueue_on_commit
 from masterdata.models import Secret
@@ -319,15 +320,12 @@ def tool_delete(*, tool: Tool) -> None:
     tool's name and version they ran with. Refused (409) while an execution is queued or
     running. Agents lose the tool from their (editable) tool list; deployed versions that
     name it fail that call with a clear error until redeployed."""
-    tool = Tool.objects.select_for_update().get(pk=tool.pk)
-    unfinished = unfinished_executions([tool]).count()
-    if unfinished:
-        raise ConflictError(
-            f"The tool has {unfinished} queued or running execution(s); let them finish first."
-        )
-    before = snapshot(tool)
-    tool.delete()
-    audited("delete", tool, before=before)
+    object_delete_keeping_history(
+        instance=tool,
+        unfinished=unfinished_executions,
+        what="queued or running execution(s)",
+        advice="let them finish first",
+    )
 
 
 def validate_arguments(tool: Tool, arguments: Any) -> dict:

@@ -3,14 +3,14 @@ read-only records."""
 
 from django.contrib import admin
 
-from agentmesh.core.admin import AuditedAdmin, ServiceBackedAdmin
+from agentmesh.core.admin import AuditedAdmin, DeleteKeepingHistoryMixin, ServiceBackedAdmin
 
 from . import selectors, services
 from .models import StepExecution, Workflow, WorkflowExecution, WorkflowVersion
 
 
 @admin.register(Workflow)
-class WorkflowAdmin(ServiceBackedAdmin):
+class WorkflowAdmin(DeleteKeepingHistoryMixin, ServiceBackedAdmin):
     list_display = ["name", "status", "version", "owner", "updated_at"]
     list_filter = ["status"]
     search_fields = ["name", "description"]
@@ -25,22 +25,13 @@ class WorkflowAdmin(ServiceBackedAdmin):
             return services.workflow_update(workflow=obj, actor=request.user, **values)
         return services.workflow_create(owner=form.cleaned_data["owner"], actor=request.user, **values)
 
-    # Deleting goes through the service (history kept, refused while runs are unfinished);
-    # the confirmation page lists the unfinished ones as what prevents it.
-    def get_deleted_objects(self, objs, request):
-        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        blocking = [
-            f"Unfinished execution {each.pk} ({each.status})"
-            for each in selectors.unfinished_executions(objs)[:20]
-        ]
-        return deleted, counts, perms_needed, [*protected, *blocking]
+    unfinished_label = "execution"
 
-    def delete_model(self, request, obj):
+    def unfinished(self, objs):
+        return selectors.unfinished_executions(objs)
+
+    def delete_object(self, obj) -> None:
         services.workflow_delete(workflow=obj)
-
-    def delete_queryset(self, request, queryset):
-        for workflow in queryset:
-            services.workflow_delete(workflow=workflow)
 
 
 class ReadOnlyAdmin(AuditedAdmin):

@@ -14,6 +14,7 @@ from django.db.models import Max
 
 from agentmesh.core.audit import audited
 from agentmesh.core.exceptions import ConflictError, ServiceValidationError
+from agentmesh.core.services import object_delete_keeping_history
 from agentmesh.core.signals import snapshot
 from masterdata.services import ensure_unique_per_owner, normalize_tags
 from observability.services import event_record
@@ -106,15 +107,12 @@ def workflow_delete(*, workflow: Workflow) -> None:
     """Delete the workflow and its versions; its executions (and their steps) stay, readable by
     their users (and admins), with the workflow's name and version number they ran with.
     Refused (409) while an execution is queued, running or waiting: cancel it first."""
-    workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)  # no admission meanwhile
-    unfinished = unfinished_executions([workflow]).count()
-    if unfinished:
-        raise ConflictError(
-            f"The workflow has {unfinished} queued, running or waiting execution(s); cancel them first."
-        )
-    before = snapshot(workflow)
-    workflow.delete()
-    audited("delete", workflow, before=before)
+    object_delete_keeping_history(
+        instance=workflow,
+        unfinished=unfinished_executions,
+        what="queued, running or waiting execution(s)",
+        advice="cancel them first",
+    )
 
 
 def _version(workflow: Workflow, number: int | None) -> WorkflowVersion | None:

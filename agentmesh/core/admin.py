@@ -33,6 +33,36 @@ class AuditedAdmin(AuditedAdminMixin, admin.ModelAdmin):
     pass
 
 
+class DeleteKeepingHistoryMixin:
+    """Admin deletes of agents, workflows and tools go through their delete service (runs are
+    kept; refused while one is unfinished). The confirmation page lists the unfinished runs as
+    what prevents the delete. Subclasses set `unfinished` (a selector over objects) and
+    `delete_object`."""
+
+    unfinished_label = "run"
+
+    def unfinished(self, objs):
+        raise NotImplementedError
+
+    def delete_object(self, obj) -> None:
+        raise NotImplementedError
+
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        blocking = [
+            f"Unfinished {self.unfinished_label} {each.pk} ({each.status})"
+            for each in self.unfinished(objs)[:20]
+        ]
+        return deleted, counts, perms_needed, [*protected, *blocking]
+
+    def delete_model(self, request, obj):
+        self.delete_object(obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_object(obj)
+
+
 class ServiceBackedAdmin(AuditedAdmin):
     """Saves through a service so the admin obeys the same rules as the API.
 

@@ -1,10 +1,13 @@
 """Generic audited writes for models without a service of their own (the base viewset, the
 admin)."""
 
+from collections.abc import Callable
+
 from django.db import transaction
-from django.db.models import Model
+from django.db.models import Model, QuerySet
 
 from .audit import audited
+from .exceptions import ConflictError
 from .signals import snapshot
 
 
@@ -26,3 +29,17 @@ def object_delete(*, instance: Model) -> None:
     before = snapshot(instance)
     instance.delete()
     audited("delete", instance, before=before)
+
+
+@transaction.atomic
+def object_delete_keeping_history(
+    *, instance: Model, unfinished: Callable[[list], QuerySet], what: str, advice: str
+) -> None:
+    """Delete an agent, workflow or tool: its runs stay (their foreign key is nulled), and the
+    delete is refused (409) while `unfinished([instance])` has any, since a running run still
+    saves its row with the old key. The row is locked first, so no run starts meanwhile."""
+    instance = type(instance)._default_manager.select_for_update().get(pk=instance.pk)
+    count = unfinished([instance]).count()
+    if count:
+        raise ConflictError(f"The {instance._meta.verbose_name} has {count} {what}; {advice}.")
+    object_delete(instance=instance)

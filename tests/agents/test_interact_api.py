@@ -2,12 +2,10 @@
 background (eager here, a real worker in test_worker.py), idempotency, permissions, cancel."""
 
 import json
-import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
 from asgiref.sync import async_to_sync
 
 from agents.models import AgentRun
@@ -193,26 +191,6 @@ def test_stream_events_in_order(client_for, developer, llm, deployed_agent, buil
     assert events[-1][1]["status"] == "succeeded"
     run = AgentRun.objects.get()
     assert run.output == "five it is" and run.status == "succeeded"
-
-
-@pytest.fixture
-def live_server_url(transactional_db):
-    """The ASGI app served by uvicorn in this process (same test database)."""
-    from agentmesh.asgi import application
-
-    server = uvicorn.Server(
-        uvicorn.Config(application, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
 
 
 def test_first_event_arrives_before_the_run_ends(live_server_url, developer, llm, deployed_agent, settings):

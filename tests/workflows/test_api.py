@@ -1,12 +1,9 @@
 """`/api/v1/workflows` and `/api/v1/workflows/executions`."""
 
 import json
-import threading
-import time
 
 import httpx
 import pytest
-import uvicorn
 from asgiref.sync import async_to_sync
 from django.urls import reverse
 
@@ -454,25 +451,6 @@ def test_events_stream_and_reattach_with_last_event_id(client_for, developer, ot
     rest = _parse_sse(async_to_sync(_collect)(again.streaming_content))
     assert rest == events[6:]
     assert_problem(client_for(other_developer).get(url("execution-events", execution.pk)), 404)
-
-
-@pytest.fixture
-def live_server_url(transactional_db):
-    """The ASGI app served by uvicorn in this process (same test database)."""
-    from agentmesh.asgi import application
-
-    server = uvicorn.Server(
-        uvicorn.Config(application, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
 
 
 def test_events_arrive_while_the_run_waits(live_server_url, developer, settings):
