@@ -10,6 +10,7 @@ api_v1 = [
     path("master-data/", include("masterdata.api.urls")),
     path("observability/", include("observability.api.urls")),
     path("system/", include("system.api.urls")),
+    path("integration/", include("integration.api.urls")),
 ]
 
 urlpatterns = [

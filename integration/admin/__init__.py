@@ -1,0 +1,1 @@
+"""Admin pages of the integration app, one module per area (each area adds its import here)."""

@@ -1,0 +1,1 @@
+"""Integration models, one module per area (each area adds its import line here)."""
