@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import multiprocessing
 import random
 import socket
 import threading
@@ -46,6 +47,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
@@ -335,14 +337,16 @@ def _has_capacity(execution: WorkflowExecution) -> bool:
     return not older.exists()  # first in, first out
 
 
-def _admit(execution_id) -> bool:
-    """Move a queued execution to running when the limits allow; create its start step."""
+def _admit(execution_id, *, checked: bool = False) -> bool:
+    """Move a queued execution to running when the limits allow; create its start step.
+    `checked`: the caller (`_admit_batch`) counted the capacity under the admission lock."""
     with transaction.atomic():
-        Workflow.objects.select_for_update().filter(
-            pk=WorkflowExecution.objects.filter(pk=execution_id).values("workflow_id")[:1]
-        ).first()  # serializes admissions of one workflow (PostgreSQL)
+        if not checked:
+            Workflow.objects.select_for_update().filter(
+                pk=WorkflowExecution.objects.filter(pk=execution_id).values("workflow_id")[:1]
+            ).first()  # serializes admissions of one workflow (PostgreSQL)
         execution = _lock(execution_id)
-        if execution.status != E.QUEUED or not _has_capacity(execution):
+        if execution.status != E.QUEUED or (not checked and not _has_capacity(execution)):
             return False
         now = timezone.now()
         transition(execution, E.RUNNING)
@@ -383,14 +387,99 @@ def _admit(execution_id) -> bool:
     return True
 
 
-def admit_queued(limit: int = 500) -> int:
-    """Admit queued executions, oldest first, while the limits allow."""
-    admitted = 0
-    ids = (
-        WorkflowExecution.objects.filter(status=E.QUEUED).order_by("created_at").values_list("pk", flat=True)
-    )
-    for execution_id in list(ids[:limit]):
-        admitted += _admit(execution_id)
+#: the queue of top-level runs waiting for admission (index workflows_exec_wf_status_time)
+def _queue():
+    return WorkflowExecution.objects.filter(status=E.QUEUED, depth=0)
+
+
+#: runs admitted per transaction: the global admission lock is not held for long
+ADMISSION_CHUNK = 20
+_ADMITTER_CLASS = int.from_bytes(b"wfad") - 2**31  # the first key of the per-workflow try-lock
+
+
+def _admitter_lock(workflow_id) -> bool:
+    """One admitter per workflow (all workflows: None) at a time, until the transaction ends;
+    a second one leaves at once (its work is done by the first, which looks again after)."""
+    if connection.vendor != "postgresql":
+        return True  # SQLite serializes writers anyway
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", [_ADMITTER_CLASS, str(workflow_id or "*")]
+        )
+        return cursor.fetchone()[0]
+
+
+def _again_key(workflow_id) -> str:
+    return f"workflows:admit-again:{workflow_id or '*'}"
+
+
+def _admit_batch(workflow_id, limit: int) -> tuple[int, bool] | None:
+    """One transaction of `admit_queued`: (runs admitted, whether to go on with the runs of
+    other workflows), or None when another admitter holds the lock. The queries do not depend
+    on the length of the queue: two counts, the oldest runs that fit, one admission each."""
+    again = _again_key(workflow_id)
+    cache.set(again, 1, 300)  # before trying the lock: the holder sees it after its commit
+    with transaction.atomic():
+        if not _admitter_lock(workflow_id):
+            return None
+        cache.delete(again)  # what an admitter that left wanted is done here
+        if connection.vendor == "postgresql":  # admissions anywhere count after this one commits
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADMISSION_LOCK])
+        active = WorkflowExecution.objects.filter(status__in=ACTIVE_EXECUTION_STATUSES, depth=0)
+        free = settings.WORKFLOWS_MAX_RUNNING - active.count()
+        per_workflow = settings.WORKFLOWS_MAX_RUNNING_PER_WORKFLOW
+        admitted = 0
+        if workflow_id is not None:  # the oldest runs of this workflow that fit
+            room = min(free, per_workflow - active.filter(workflow_id=workflow_id).count(), limit)
+            ids = []
+            if room > 0:
+                queued = _queue().filter(workflow_id=workflow_id).order_by("created_at")
+                ids = list(queued.values_list("pk", flat=True)[:room])
+                for execution_id in ids:
+                    admitted += _admit(execution_id, checked=True)
+            # its queue is empty and slots are left: they may go to runs of other workflows
+            return admitted, len(ids) < room and free > admitted
+        # every workflow, oldest first; a full workflow is skipped (one count per workflow seen)
+        full: set = set()
+        counts: dict = {}
+        while free > admitted and admitted < limit:
+            row = _queue().exclude(workflow_id__in=full).order_by("created_at")
+            row = row.values_list("pk", "workflow_id").first()
+            if row is None:
+                break
+            execution_id, wf = row
+            if wf not in counts:
+                counts[wf] = active.filter(workflow_id=wf).count()
+            if counts[wf] >= per_workflow:
+                full.add(wf)
+                continue
+            if _admit(execution_id, checked=True):
+                admitted += 1
+                counts[wf] += 1
+        return admitted, False
+
+
+def admit_queued(limit: int = 500, *, workflow_id=None) -> int:
+    """Admit queued top-level executions while the limits allow, first in first out: those of
+    `workflow_id` (the workflow whose run just ended), then, only if its queue is empty, those of
+    other workflows while global capacity is left; without `workflow_id` (the reaper) every
+    workflow's. Costs O(runs admitted): a full workflow or the global limit ends it."""
+    admitted, scope = 0, workflow_id
+    while admitted < limit:
+        chunk = min(ADMISSION_CHUNK, limit - admitted)
+        result = _admit_batch(scope, chunk)
+        if result is None:
+            break  # the admitter holding the lock looks again after it commits
+        count, others = result
+        admitted += count
+        if count == chunk:
+            continue  # more may fit
+        if cache.delete(_again_key(scope)):
+            continue  # an admitter left while this one held the lock: its finish may free a slot
+        if scope is None or not others:
+            break
+        scope = None
     return admitted
 
 
@@ -788,8 +877,8 @@ def _finish(execution: WorkflowExecution, status: str, *, error: str = "", outpu
     )
     if execution.parent_step_id:
         _dispatch(child_finished_task, str(execution.pk), **_queue_options(execution))
-    if execution.depth == 0:
-        _dispatch(admit_queued_task, **_queue_options(execution))
+    if execution.depth == 0 and _queue().exists():  # no admission work without a queue
+        _dispatch(admit_queued_task, str(execution.workflow_id or ""), **_queue_options(execution))
 
 
 def _end_span(execution: WorkflowExecution) -> None:
@@ -838,6 +927,8 @@ class _NextHere:
     def takes(self, step: StepExecution, node: dict) -> bool:
         if self.step is not None or step.execution_id != self.execution_id or registry.get(node["type"]).pure:
             return False
+        if shutting_down():
+            return False  # the worker is stopping: the step goes through the broker
         if time.monotonic() + step_timeout(node) > self.soft_deadline:
             return False
         self.step = step
@@ -845,6 +936,36 @@ class _NextHere:
 
 
 _next_here: ContextVar[_NextHere | None] = ContextVar("workflows_next_here", default=None)
+
+#: set when the worker began to shut down (SIGTERM: `worker_shutting_down`, in the worker's main
+#: process); shared memory made before the pool forks, so its child processes see it too
+_SHUTTING_DOWN = multiprocessing.RawValue("b", 0)
+
+
+def worker_shutting_down() -> None:
+    _SHUTTING_DOWN.value = 1
+
+
+def shutting_down() -> bool:
+    return bool(_SHUTTING_DOWN.value)
+
+
+def _release(step: StepExecution) -> bool:
+    """Hand a step this worker claimed back: queued again (the claim cleared) and sent through
+    the broker, so another worker takes it now instead of after its lease ran out."""
+    released = StepExecution.objects.filter(pk=step.pk, status=S.RUNNING, dispatches=step.dispatches).update(
+        status=S.QUEUED, lease_expires_at=None, updated_at=timezone.now(), not_before=None
+    )
+    if released:
+        from ..tasks import run_step
+
+        execution = WorkflowExecution.objects.get(pk=step.execution_id)
+        node = _graph(execution).nodes[step.node_id]
+        limit = step_timeout(node) + settings.WORKFLOWS_LEASE_GRACE_SECONDS
+        options = {"soft_time_limit": limit - settings.WORKFLOWS_LEASE_GRACE_SECONDS / 2, "time_limit": limit}
+        _send(run_step, (str(step.pk),), _queue_options(execution, **options))
+        logger.info("worker shutting down: step %s handed back", step.pk)
+    return bool(released)
 
 
 def _claim_here(step: StepExecution, worker: str) -> None:
@@ -872,9 +993,26 @@ def _heartbeat(step: StepExecution) -> Iterator[None]:
     claim = StepExecution.objects.filter(pk=step.pk, status=S.RUNNING, dispatches=step.dispatches)
     stop = threading.Event()
 
+    every = settings.WORKFLOWS_HEARTBEAT_SECONDS
+    tick = min(every, 0.25)  # how soon a shutdown is noticed
+
     def beat() -> None:
+        next_beat, release_at = time.monotonic() + every, None
         try:
-            while not stop.wait(settings.WORKFLOWS_HEARTBEAT_SECONDS):
+            while not stop.wait(tick):
+                now = time.monotonic()
+                if shutting_down():
+                    if release_at is None:
+                        release_at = now + settings.WORKFLOWS_SHUTDOWN_GRACE_SECONDS
+                    if now >= release_at:  # it will not end in the grace: another worker runs it
+                        try:
+                            _release(step)
+                        except Exception:  # then its lease runs out as if the worker died
+                            logger.warning("could not hand back step %s", step.pk, exc_info=True)
+                        return
+                if now < next_beat:
+                    continue
+                next_beat = now + every
                 try:
                     if not claim.update(lease_expires_at=timezone.now() + _lease_ttl()):
                         return  # re-dispatched or gone: the claim is lost
@@ -1006,6 +1144,9 @@ def step_run(step_id, *, worker: str = "") -> str | None:
         if follow.step is None:
             break
         step = follow.step  # claimed for this worker in the transaction that just committed
+        if shutting_down():  # began after it was claimed: another worker runs it
+            _release(step)
+            break
         execution, node = step.execution, _graph(step.execution).nodes[step.node_id]
     buffer.flush_if_due()  # a worker's task_postrun does this too; eager runs (tests) have only this
     return status
@@ -1501,6 +1642,10 @@ def _lost_steps(now, batch: int) -> list[tuple]:
     return lost
 
 
+#: steps whose message may be lost, re-sent per reaper pass (the reaper runs every few seconds)
+RESEND_BATCH = 100
+
+
 def reap(*, now=None, batch: int = 500) -> dict:
     """Recover what crashes and lost messages left behind; see the module docstring."""
     now = now or timezone.now()
@@ -1536,7 +1681,9 @@ def reap(*, now=None, batch: int = 500) -> dict:
     stale = StepExecution.objects.filter(active, status=S.QUEUED).filter(
         Q(not_before__isnull=True, updated_at__lt=cutoff) | Q(not_before__lt=cutoff)
     )
-    for step in list(stale.select_related("execution")[:batch]):
+    # Bounded: a step merely waiting in a long queue gets at most one more message per period
+    # (a duplicate is a no-op: the claim is conditional), and at most RESEND_BATCH per pass.
+    for step in list(stale.select_related("execution").order_by("updated_at")[: min(batch, RESEND_BATCH)]):
         if StepExecution.objects.filter(pk=step.pk, status=S.QUEUED).update(not_before=now):
             _dispatch_step(step, _graph(step.execution).nodes[step.node_id])  # the node's time limits too
             counts["resent"] += 1
