@@ -7,6 +7,7 @@ live lease) and does nothing. Step tasks get their time limits per node from the
 import contextlib
 
 from celery import shared_task
+from celery.exceptions import Reject
 from celery.signals import worker_shutting_down
 
 from .engine import scheduler
@@ -14,7 +15,9 @@ from .engine import scheduler
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_step(self, step_id: str) -> str | None:
-    """Run one step attempt."""
+    """Run one step attempt (a stopping worker still receives messages: it hands them back)."""
+    if scheduler.shutting_down():
+        raise Reject("the worker is shutting down", requeue=True)
     return scheduler.step_run(step_id, worker=self.request.hostname or "")
 
 
