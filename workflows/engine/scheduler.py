@@ -314,15 +314,19 @@ def execution_refresh(execution: WorkflowExecution) -> WorkflowExecution:
 ADMISSION_LOCK = int.from_bytes(b"wf-admit")  # a PostgreSQL advisory lock key (bigint)
 
 
-def _has_capacity(execution: WorkflowExecution) -> bool:
-    """Called in `_admit`'s transaction (the lock it takes lasts until that ends)."""
-    if execution.depth > 0:
-        return True  # a child holds no slot of its own: its parent waits for it
+def _global_admission_lock() -> None:
+    """Admissions of every workflow wait until this transaction ends, so the global count sees
+    them. Taken before any execution row is locked (one order: no deadlock with an admitter).
+    SQLite serializes writers anyway."""
     if connection.vendor == "postgresql":
-        # Admissions of other workflows (their rows are not locked) wait until this transaction
-        # ends, so the global count below sees them. SQLite serializes writers anyway.
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADMISSION_LOCK])
+
+
+def _has_capacity(execution: WorkflowExecution) -> bool:
+    """Called in `_admit`'s transaction, under the global admission lock."""
+    if execution.depth > 0:
+        return True  # a child holds no slot of its own: its parent waits for it
     active = WorkflowExecution.objects.filter(status__in=ACTIVE_EXECUTION_STATUSES, depth=0)
     if active.count() >= settings.WORKFLOWS_MAX_RUNNING:
         return False
@@ -342,9 +346,15 @@ def _admit(execution_id, *, checked: bool = False) -> bool:
     `checked`: the caller (`_admit_batch`) counted the capacity under the admission lock."""
     with transaction.atomic():
         if not checked:
-            Workflow.objects.select_for_update().filter(
-                pk=WorkflowExecution.objects.filter(pk=execution_id).values("workflow_id")[:1]
-            ).first()  # serializes admissions of one workflow (PostgreSQL)
+            row = (
+                WorkflowExecution.objects.filter(pk=execution_id).values_list("workflow_id", "depth").first()
+            )
+            if row is None:
+                return False
+            # serializes admissions of one workflow (PostgreSQL)
+            Workflow.objects.select_for_update().filter(pk=row[0]).first()
+            if row[1] == 0:
+                _global_admission_lock()
         execution = _lock(execution_id)
         if execution.status != E.QUEUED or (not checked and not _has_capacity(execution)):
             return False
@@ -423,9 +433,7 @@ def _admit_batch(workflow_id, limit: int) -> tuple[int, bool] | None:
         if not _admitter_lock(workflow_id):
             return None
         cache.delete(again)  # what an admitter that left wanted is done here
-        if connection.vendor == "postgresql":  # admissions anywhere count after this one commits
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADMISSION_LOCK])
+        _global_admission_lock()
         active = WorkflowExecution.objects.filter(status__in=ACTIVE_EXECUTION_STATUSES, depth=0)
         free = settings.WORKFLOWS_MAX_RUNNING - active.count()
         per_workflow = settings.WORKFLOWS_MAX_RUNNING_PER_WORKFLOW
