@@ -287,21 +287,24 @@ def execution_start(
         from agentmesh.celery import app
 
         metadata.setdefault("queue", app.conf.task_default_queue)
-    try:
-        with transaction.atomic():
-            execution = WorkflowExecution.objects.create(
-                workflow=workflow,
-                version=version,
-                user=user if getattr(user, "pk", None) else None,
-                inputs=inputs,
-                idempotency_key=key,
-                parent_step=parent_step,
-                depth=depth,
-                metadata=metadata,
-            )
-    except IntegrityError:  # the same key raced us: the other request's execution wins
-        return WorkflowExecution.objects.get(workflow=workflow, user=user, idempotency_key=key), False
-    _admit(execution.pk)
+    # One transaction: a run being started is never seen queued (a finish meanwhile would
+    # send an admission task for it).
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                execution = WorkflowExecution.objects.create(
+                    workflow=workflow,
+                    version=version,
+                    user=user if getattr(user, "pk", None) else None,
+                    inputs=inputs,
+                    idempotency_key=key,
+                    parent_step=parent_step,
+                    depth=depth,
+                    metadata=metadata,
+                )
+        except IntegrityError:  # the same key raced us: the other request's execution wins
+            return WorkflowExecution.objects.get(workflow=workflow, user=user, idempotency_key=key), False
+        _admit(execution.pk)
     buffer.flush_if_due()  # the spans of steps evaluated in place (outside a request or task too)
     return execution_refresh(execution), True
 
@@ -344,7 +347,7 @@ def _has_capacity(execution: WorkflowExecution) -> bool:
 def _admit(execution_id, *, checked: bool = False) -> bool:
     """Move a queued execution to running when the limits allow; create its start step.
     `checked`: the caller (`_admit_batch`) counted the capacity under the admission lock."""
-    with transaction.atomic():
+    with nullcontext() if checked else transaction.atomic():  # checked: in the batch's transaction
         if not checked:
             row = (
                 WorkflowExecution.objects.filter(pk=execution_id).values_list("workflow_id", "depth").first()
@@ -363,9 +366,9 @@ def _admit(execution_id, *, checked: bool = False) -> bool:
         execution.started_at = now
         execution.deadline = now + timedelta(seconds=run_timeout(_graph(execution).definition))
         handle = span_start(
-            f"workflow {execution.workflow.name}",
+            f"workflow {execution.workflow_name or execution.workflow.name}",
             kind="workflow",
-            actor=execution.user,
+            actor=execution.user_id,  # the id: no query for the user
             attributes={
                 "gen_ai.operation.name": "invoke_workflow",
                 "agentmesh.workflow.id": str(execution.workflow_id),
@@ -389,7 +392,7 @@ def _admit(execution_id, *, checked: bool = False) -> bool:
         event_record(
             type="workflow.execution.started",
             source="workflows",
-            actor=execution.user,
+            actor=execution.user_id,
             resource=execution,
             payload={"workflow_id": str(execution.workflow_id), "version": _graph(execution).version},
         )
@@ -658,8 +661,9 @@ def _new_step(execution: WorkflowExecution, node: dict, taken: bool) -> StepExec
 
 
 def _advance_all(execution: WorkflowExecution, graph: Graph) -> list[StepExecution] | None:
-    """Evaluate every node without a step; the ready steps, or None when the run ended."""
-    latest = _latest_steps(execution)
+    """Evaluate every node without a step; the ready steps, or None when the run ended.
+    Called at admission: only a retry starts with steps (those it reuses)."""
+    latest = _latest_steps(execution) if execution.retry_of_id else {}
     for node_id, step in latest.items():
         if _fails_run(graph, step):
             _finish(execution, E.FAILED, error=f"The step {node_id} failed: {step.error}"[:5000])
