@@ -344,10 +344,12 @@ def _has_capacity(execution: WorkflowExecution) -> bool:
     return not older.exists()  # first in, first out
 
 
-def _admit(execution_id, *, checked: bool = False) -> bool:
+def _admit(execution_id, *, locked: WorkflowExecution | None = None) -> bool:
     """Move a queued execution to running when the limits allow; create its start step.
-    `checked`: the caller (`_admit_batch`) counted the capacity under the admission lock."""
-    with nullcontext() if checked else transaction.atomic():  # checked: in the batch's transaction
+    `locked`: the execution, locked by the caller (`_admit_batch`), which counted the capacity
+    under the admission lock and whose transaction this runs in."""
+    checked = locked is not None
+    with nullcontext() if checked else transaction.atomic():
         if not checked:
             row = (
                 WorkflowExecution.objects.filter(pk=execution_id).values_list("workflow_id", "depth").first()
@@ -358,7 +360,7 @@ def _admit(execution_id, *, checked: bool = False) -> bool:
             Workflow.objects.select_for_update().filter(pk=row[0]).first()
             if row[1] == 0:
                 _global_admission_lock()
-        execution = _lock(execution_id)
+        execution = locked or _lock(execution_id)
         if execution.status != E.QUEUED or (not checked and not _has_capacity(execution)):
             return False
         now = timezone.now()
@@ -422,6 +424,24 @@ def _admitter_lock(workflow_id) -> bool:
         return cursor.fetchone()[0]
 
 
+def _admission_wanted(execution: WorkflowExecution, task) -> None:
+    """After commit, send an admission task for the run's workflow unless one is pending: the
+    finishes that happen while it waits in the queue are admitted by it together (it clears
+    the mark before it counts). A lost task: the mark expires and the reaper admits meanwhile."""
+    workflow_id = str(execution.workflow_id or "")
+    options = _queue_options(execution)
+
+    def send() -> None:
+        if cache.add(_pending_key(workflow_id), 1, 30):
+            _send(task, (workflow_id,), options)
+
+    transaction.on_commit(send)
+
+
+def _pending_key(workflow_id) -> str:
+    return f"workflows:admit-pending:{workflow_id or '*'}"
+
+
 def _again_key(workflow_id) -> str:
     return f"workflows:admit-again:{workflow_id or '*'}"
 
@@ -446,9 +466,9 @@ def _admit_batch(workflow_id, limit: int) -> tuple[int, bool] | None:
             ids = []
             if room > 0:
                 queued = _queue().filter(workflow_id=workflow_id).order_by("created_at")
-                ids = list(queued.values_list("pk", flat=True)[:room])
-                for execution_id in ids:
-                    admitted += _admit(execution_id, checked=True)
+                ids = list(queued.select_for_update()[:room])
+                for execution in ids:
+                    admitted += _admit(execution.pk, locked=execution)
             # its queue is empty and slots are left: they may go to runs of other workflows
             return admitted, len(ids) < room and free > admitted
         # every workflow, oldest first; a full workflow is skipped (one count per workflow seen)
@@ -465,7 +485,7 @@ def _admit_batch(workflow_id, limit: int) -> tuple[int, bool] | None:
             if counts[wf] >= per_workflow:
                 full.add(wf)
                 continue
-            if _admit(execution_id, checked=True):
+            if _admit(execution_id, locked=_lock(execution_id)):
                 admitted += 1
                 counts[wf] += 1
         return admitted, False
@@ -477,6 +497,8 @@ def admit_queued(limit: int = 500, *, workflow_id=None) -> int:
     other workflows while global capacity is left; without `workflow_id` (the reaper) every
     workflow's. Costs O(runs admitted): a full workflow or the global limit ends it."""
     admitted, scope = 0, workflow_id
+    if workflow_id is not None:
+        cache.delete(_pending_key(workflow_id))  # later finishes send another task
     while admitted < limit:
         chunk = min(ADMISSION_CHUNK, limit - admitted)
         result = _admit_batch(scope, chunk)
@@ -890,7 +912,7 @@ def _finish(execution: WorkflowExecution, status: str, *, error: str = "", outpu
     if execution.parent_step_id:
         _dispatch(child_finished_task, str(execution.pk), **_queue_options(execution))
     if execution.depth == 0 and _queue().exists():  # no admission work without a queue
-        _dispatch(admit_queued_task, str(execution.workflow_id or ""), **_queue_options(execution))
+        _admission_wanted(execution, admit_queued_task)
 
 
 def _end_span(execution: WorkflowExecution) -> None:
