@@ -332,6 +332,7 @@ def _has_capacity(execution: WorkflowExecution) -> bool:
         return True  # a child holds no slot of its own: its parent waits for it
     active = WorkflowExecution.objects.filter(status__in=ACTIVE_EXECUTION_STATUSES, depth=0)
     if active.count() >= settings.WORKFLOWS_MAX_RUNNING:
+        cache.set(GLOBAL_FULL_KEY, 1, 3600)
         return False
     if (
         active.filter(workflow_id=execution.workflow_id).count()
@@ -442,6 +443,11 @@ def _pending_key(workflow_id) -> str:
     return f"workflows:admit-pending:{workflow_id or '*'}"
 
 
+#: set while runs may wait for the global limit (not only for their workflow's): only then does
+#: a finish whose workflow has no queue go on to other workflows' queues
+GLOBAL_FULL_KEY = "workflows:admit-global-full"
+
+
 def _again_key(workflow_id) -> str:
     return f"workflows:admit-again:{workflow_id or '*'}"
 
@@ -459,6 +465,8 @@ def _admit_batch(workflow_id, limit: int) -> tuple[int, bool] | None:
         _global_admission_lock()
         active = WorkflowExecution.objects.filter(status__in=ACTIVE_EXECUTION_STATUSES, depth=0)
         free = settings.WORKFLOWS_MAX_RUNNING - active.count()
+        if free <= 0:
+            cache.set(GLOBAL_FULL_KEY, 1, 3600)
         per_workflow = settings.WORKFLOWS_MAX_RUNNING_PER_WORKFLOW
         admitted = 0
         if workflow_id is not None:  # the oldest runs of this workflow that fit
@@ -469,15 +477,17 @@ def _admit_batch(workflow_id, limit: int) -> tuple[int, bool] | None:
                 ids = list(queued.select_for_update()[:room])
                 for execution in ids:
                     admitted += _admit(execution.pk, locked=execution)
-            # its queue is empty and slots are left: they may go to runs of other workflows
-            return admitted, len(ids) < room and free > admitted
+            # its queue is empty and slots are left: they may go to runs of other workflows,
+            # if some wait for the global limit
+            return admitted, len(ids) < room and free > admitted and bool(cache.get(GLOBAL_FULL_KEY))
         # every workflow, oldest first; a full workflow is skipped (one count per workflow seen)
         full: set = set()
         counts: dict = {}
         while free > admitted and admitted < limit:
             row = _queue().exclude(workflow_id__in=full).order_by("created_at")
             row = row.values_list("pk", "workflow_id").first()
-            if row is None:
+            if row is None:  # what is queued waits for its workflow's limit only
+                cache.delete(GLOBAL_FULL_KEY)
                 break
             execution_id, wf = row
             if wf not in counts:
