@@ -1,7 +1,11 @@
 """The durable scheduler: all state in WorkflowExecution / StepExecution rows, Celery carries ids.
 
 * Start: an execution is created `queued` and admitted (`running`) when the per-workflow and
-  global concurrency limits allow, oldest first; admission creates the start step.
+  global concurrency limits allow, oldest first; admission creates the start step. A run that
+  ends while runs are queued sends one admission task for its workflow (unless one is pending);
+  it admits as many as fit, at a cost that does not depend on the length of the queue.
+* Stopping (SIGTERM): a worker starts no further step, and hands back the steps still running
+  after WORKFLOWS_SHUTDOWN_GRACE_SECONDS, so another worker need not wait for their lease.
 * A step runs in a task: it is claimed with a conditional UPDATE (queued, or running with an
   expired lease), so a redelivered message whose attempt already finished does nothing. While
   the handler runs, a thread renews the lease (a heartbeat every WORKFLOWS_HEARTBEAT_SECONDS,
