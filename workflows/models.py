@@ -142,6 +142,8 @@ class WorkflowExecution(TimeStampedModel):
             models.Index(fields=["workflow", "created_at"], name="workflows_exec_wf_time"),
             models.Index(fields=["status", "created_at"], name="workflows_exec_status_time"),
             models.Index(fields=["status", "deadline"], name="workflows_exec_deadline"),
+            # admission: a workflow's queue, oldest first, and its running count
+            models.Index(fields=["workflow", "status", "created_at"], name="workflows_exec_wf_queue"),
         ]
 
     def __str__(self) -> str:

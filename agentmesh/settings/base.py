@@ -297,7 +297,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
     },
     "observability-prune": {"task": "observability.tasks.prune_observability_data", "schedule": 3600.0},
-    "workflows-reaper": {"task": "workflows.tasks.reap_workflows", "schedule": 15.0},
+    # every 5 s: a lost step message is re-sent within WORKFLOWS_REDISPATCH_QUEUED_AFTER_SECONDS + 5 s
+    "workflows-reaper": {"task": "workflows.tasks.reap_workflows", "schedule": 5.0},
 }
 
 # --- Logging ----------------------------------------------------------------------------
@@ -404,7 +405,9 @@ WORKFLOWS_HEARTBEAT_SECONDS = float(env_str("WORKFLOWS_HEARTBEAT_SECONDS", "10")
 # A worker that finishes a step runs the one step it made ready itself (no broker hop)
 WORKFLOWS_WORKER_CONTINUES = env_bool("WORKFLOWS_WORKER_CONTINUES", True)
 WORKFLOWS_MAX_REDISPATCHES = env_int("WORKFLOWS_MAX_REDISPATCHES", 3)  # a lost worker's step, re-run
-WORKFLOWS_REDISPATCH_QUEUED_AFTER_SECONDS = env_int("WORKFLOWS_REDISPATCH_QUEUED_AFTER_SECONDS", 60)
+WORKFLOWS_REDISPATCH_QUEUED_AFTER_SECONDS = env_int("WORKFLOWS_REDISPATCH_QUEUED_AFTER_SECONDS", 10)
+# SIGTERM: a step still running this long after is handed back (released and sent again)
+WORKFLOWS_SHUTDOWN_GRACE_SECONDS = float(env_str("WORKFLOWS_SHUTDOWN_GRACE_SECONDS", "5"))
 WORKFLOWS_SYNC_MAX_SECONDS = env_int("WORKFLOWS_SYNC_MAX_SECONDS", 30)
 WORKFLOWS_EVENTS_MAX_SECONDS = env_int("WORKFLOWS_EVENTS_MAX_SECONDS", 3600)  # one SSE connection
 

@@ -1,7 +1,11 @@
 """The durable scheduler: all state in WorkflowExecution / StepExecution rows, Celery carries ids.
 
 * Start: an execution is created `queued` and admitted (`running`) when the per-workflow and
-  global concurrency limits allow, oldest first; admission creates the start step.
+  global concurrency limits allow, oldest first; admission creates the start step. A run that
+  ends while runs are queued sends one admission task for its workflow (unless one is pending);
+  it admits as many as fit, at a cost that does not depend on the length of the queue.
+* Stopping (SIGTERM): a worker starts no further step, and hands back the steps still running
+  after WORKFLOWS_SHUTDOWN_GRACE_SECONDS, so another worker need not wait for their lease.
 * A step runs in a task: it is claimed with a conditional UPDATE (queued, or running with an
   expired lease), so a redelivered message whose attempt already finished does nothing. While
   the handler runs, a thread renews the lease (a heartbeat every WORKFLOWS_HEARTBEAT_SECONDS,
@@ -32,6 +36,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import multiprocessing
 import random
 import socket
 import threading
@@ -46,6 +51,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
@@ -285,21 +291,24 @@ def execution_start(
         from agentmesh.celery import app
 
         metadata.setdefault("queue", app.conf.task_default_queue)
-    try:
-        with transaction.atomic():
-            execution = WorkflowExecution.objects.create(
-                workflow=workflow,
-                version=version,
-                user=user if getattr(user, "pk", None) else None,
-                inputs=inputs,
-                idempotency_key=key,
-                parent_step=parent_step,
-                depth=depth,
-                metadata=metadata,
-            )
-    except IntegrityError:  # the same key raced us: the other request's execution wins
-        return WorkflowExecution.objects.get(workflow=workflow, user=user, idempotency_key=key), False
-    _admit(execution.pk)
+    # One transaction: a run being started is never seen queued (a finish meanwhile would
+    # send an admission task for it).
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                execution = WorkflowExecution.objects.create(
+                    workflow=workflow,
+                    version=version,
+                    user=user if getattr(user, "pk", None) else None,
+                    inputs=inputs,
+                    idempotency_key=key,
+                    parent_step=parent_step,
+                    depth=depth,
+                    metadata=metadata,
+                )
+        except IntegrityError:  # the same key raced us: the other request's execution wins
+            return WorkflowExecution.objects.get(workflow=workflow, user=user, idempotency_key=key), False
+        _admit(execution.pk)
     buffer.flush_if_due()  # the spans of steps evaluated in place (outside a request or task too)
     return execution_refresh(execution), True
 
@@ -312,17 +321,22 @@ def execution_refresh(execution: WorkflowExecution) -> WorkflowExecution:
 ADMISSION_LOCK = int.from_bytes(b"wf-admit")  # a PostgreSQL advisory lock key (bigint)
 
 
-def _has_capacity(execution: WorkflowExecution) -> bool:
-    """Called in `_admit`'s transaction (the lock it takes lasts until that ends)."""
-    if execution.depth > 0:
-        return True  # a child holds no slot of its own: its parent waits for it
+def _global_admission_lock() -> None:
+    """Admissions of every workflow wait until this transaction ends, so the global count sees
+    them. Taken before any execution row is locked (one order: no deadlock with an admitter).
+    SQLite serializes writers anyway."""
     if connection.vendor == "postgresql":
-        # Admissions of other workflows (their rows are not locked) wait until this transaction
-        # ends, so the global count below sees them. SQLite serializes writers anyway.
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADMISSION_LOCK])
+
+
+def _has_capacity(execution: WorkflowExecution) -> bool:
+    """Called in `_admit`'s transaction, under the global admission lock."""
+    if execution.depth > 0:
+        return True  # a child holds no slot of its own: its parent waits for it
     active = WorkflowExecution.objects.filter(status__in=ACTIVE_EXECUTION_STATUSES, depth=0)
     if active.count() >= settings.WORKFLOWS_MAX_RUNNING:
+        cache.set(GLOBAL_FULL_KEY, 1, 3600)
         return False
     if (
         active.filter(workflow_id=execution.workflow_id).count()
@@ -335,23 +349,33 @@ def _has_capacity(execution: WorkflowExecution) -> bool:
     return not older.exists()  # first in, first out
 
 
-def _admit(execution_id) -> bool:
-    """Move a queued execution to running when the limits allow; create its start step."""
-    with transaction.atomic():
-        Workflow.objects.select_for_update().filter(
-            pk=WorkflowExecution.objects.filter(pk=execution_id).values("workflow_id")[:1]
-        ).first()  # serializes admissions of one workflow (PostgreSQL)
-        execution = _lock(execution_id)
-        if execution.status != E.QUEUED or not _has_capacity(execution):
+def _admit(execution_id, *, locked: WorkflowExecution | None = None) -> bool:
+    """Move a queued execution to running when the limits allow; create its start step.
+    `locked`: the execution, locked by the caller (`_admit_batch`), which counted the capacity
+    under the admission lock and whose transaction this runs in."""
+    checked = locked is not None
+    with nullcontext() if checked else transaction.atomic():
+        if not checked:
+            row = (
+                WorkflowExecution.objects.filter(pk=execution_id).values_list("workflow_id", "depth").first()
+            )
+            if row is None:
+                return False
+            # serializes admissions of one workflow (PostgreSQL)
+            Workflow.objects.select_for_update().filter(pk=row[0]).first()
+            if row[1] == 0:
+                _global_admission_lock()
+        execution = locked or _lock(execution_id)
+        if execution.status != E.QUEUED or (not checked and not _has_capacity(execution)):
             return False
         now = timezone.now()
         transition(execution, E.RUNNING)
         execution.started_at = now
         execution.deadline = now + timedelta(seconds=run_timeout(_graph(execution).definition))
         handle = span_start(
-            f"workflow {execution.workflow.name}",
+            f"workflow {execution.workflow_name or execution.workflow.name}",
             kind="workflow",
-            actor=execution.user,
+            actor=execution.user_id,  # the id: no query for the user
             attributes={
                 "gen_ai.operation.name": "invoke_workflow",
                 "agentmesh.workflow.id": str(execution.workflow_id),
@@ -375,7 +399,7 @@ def _admit(execution_id) -> bool:
         event_record(
             type="workflow.execution.started",
             source="workflows",
-            actor=execution.user,
+            actor=execution.user_id,
             resource=execution,
             payload={"workflow_id": str(execution.workflow_id), "version": _graph(execution).version},
         )
@@ -383,14 +407,126 @@ def _admit(execution_id) -> bool:
     return True
 
 
-def admit_queued(limit: int = 500) -> int:
-    """Admit queued executions, oldest first, while the limits allow."""
-    admitted = 0
-    ids = (
-        WorkflowExecution.objects.filter(status=E.QUEUED).order_by("created_at").values_list("pk", flat=True)
-    )
-    for execution_id in list(ids[:limit]):
-        admitted += _admit(execution_id)
+#: the queue of top-level runs waiting for admission (index workflows_exec_wf_status_time)
+def _queue():
+    return WorkflowExecution.objects.filter(status=E.QUEUED, depth=0)
+
+
+#: runs admitted per transaction: the global admission lock is not held for long
+ADMISSION_CHUNK = 20
+_ADMITTER_CLASS = int.from_bytes(b"wfad") - 2**31  # the first key of the per-workflow try-lock
+
+
+def _admitter_lock(workflow_id) -> bool:
+    """One admitter per workflow (all workflows: None) at a time, until the transaction ends;
+    a second one leaves at once (its work is done by the first, which looks again after)."""
+    if connection.vendor != "postgresql":
+        return True  # SQLite serializes writers anyway
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", [_ADMITTER_CLASS, str(workflow_id or "*")]
+        )
+        return cursor.fetchone()[0]
+
+
+def _admission_wanted(execution: WorkflowExecution, task) -> None:
+    """After commit, send an admission task for the run's workflow unless one is pending: the
+    finishes that happen while it waits in the queue are admitted by it together (it clears
+    the mark before it counts). A lost task: the mark expires and the reaper admits meanwhile."""
+    workflow_id = str(execution.workflow_id or "")
+    options = _queue_options(execution)
+
+    def send() -> None:
+        if cache.add(_pending_key(workflow_id), 1, 30):
+            _send(task, (workflow_id,), options)
+
+    transaction.on_commit(send)
+
+
+def _pending_key(workflow_id) -> str:
+    return f"workflows:admit-pending:{workflow_id or '*'}"
+
+
+#: set while runs may wait for the global limit (not only for their workflow's): only then does
+#: a finish whose workflow has no queue go on to other workflows' queues
+GLOBAL_FULL_KEY = "workflows:admit-global-full"
+
+
+def _again_key(workflow_id) -> str:
+    return f"workflows:admit-again:{workflow_id or '*'}"
+
+
+def _admit_batch(workflow_id, limit: int) -> tuple[int, bool] | None:
+    """One transaction of `admit_queued`: (runs admitted, whether to go on with the runs of
+    other workflows), or None when another admitter holds the lock. The queries do not depend
+    on the length of the queue: two counts, the oldest runs that fit, one admission each."""
+    again = _again_key(workflow_id)
+    cache.set(again, 1, 300)  # before trying the lock: the holder sees it after its commit
+    with transaction.atomic():
+        if not _admitter_lock(workflow_id):
+            return None
+        cache.delete(again)  # what an admitter that left wanted is done here
+        _global_admission_lock()
+        active = WorkflowExecution.objects.filter(status__in=ACTIVE_EXECUTION_STATUSES, depth=0)
+        free = settings.WORKFLOWS_MAX_RUNNING - active.count()
+        if free <= 0:
+            cache.set(GLOBAL_FULL_KEY, 1, 3600)
+        per_workflow = settings.WORKFLOWS_MAX_RUNNING_PER_WORKFLOW
+        admitted = 0
+        if workflow_id is not None:  # the oldest runs of this workflow that fit
+            room = min(free, per_workflow - active.filter(workflow_id=workflow_id).count(), limit)
+            ids = []
+            if room > 0:
+                queued = _queue().filter(workflow_id=workflow_id).order_by("created_at")
+                ids = list(queued.select_for_update()[:room])
+                for execution in ids:
+                    admitted += _admit(execution.pk, locked=execution)
+            # its queue is empty and slots are left: they may go to runs of other workflows,
+            # if some wait for the global limit
+            return admitted, len(ids) < room and free > admitted and bool(cache.get(GLOBAL_FULL_KEY))
+        # every workflow, oldest first; a full workflow is skipped (one count per workflow seen)
+        full: set = set()
+        counts: dict = {}
+        while free > admitted and admitted < limit:
+            row = _queue().exclude(workflow_id__in=full).order_by("created_at")
+            row = row.values_list("pk", "workflow_id").first()
+            if row is None:  # what is queued waits for its workflow's limit only
+                cache.delete(GLOBAL_FULL_KEY)
+                break
+            execution_id, wf = row
+            if wf not in counts:
+                counts[wf] = active.filter(workflow_id=wf).count()
+            if counts[wf] >= per_workflow:
+                full.add(wf)
+                continue
+            if _admit(execution_id, locked=_lock(execution_id)):
+                admitted += 1
+                counts[wf] += 1
+        return admitted, False
+
+
+def admit_queued(limit: int = 500, *, workflow_id=None) -> int:
+    """Admit queued top-level executions while the limits allow, first in first out: those of
+    `workflow_id` (the workflow whose run just ended), then, only if its queue is empty, those of
+    other workflows while global capacity is left; without `workflow_id` (the reaper) every
+    workflow's. Costs O(runs admitted): a full workflow or the global limit ends it."""
+    admitted, scope = 0, workflow_id
+    if workflow_id is not None:
+        cache.delete(_pending_key(workflow_id))  # later finishes send another task
+    while admitted < limit:
+        chunk = min(ADMISSION_CHUNK, limit - admitted)
+        result = _admit_batch(scope, chunk)
+        if result is None:
+            break  # the admitter holding the lock looks again after it commits
+        count, others = result
+        admitted += count
+        if count == chunk:
+            continue  # more may fit
+        if cache.delete(_again_key(scope)):
+            continue  # an admitter left while this one held the lock: its finish may free a slot
+        if scope is None or not others:
+            break
+        scope = None
     return admitted
 
 
@@ -561,8 +697,9 @@ def _new_step(execution: WorkflowExecution, node: dict, taken: bool) -> StepExec
 
 
 def _advance_all(execution: WorkflowExecution, graph: Graph) -> list[StepExecution] | None:
-    """Evaluate every node without a step; the ready steps, or None when the run ended."""
-    latest = _latest_steps(execution)
+    """Evaluate every node without a step; the ready steps, or None when the run ended.
+    Called at admission: only a retry starts with steps (those it reuses)."""
+    latest = _latest_steps(execution) if execution.retry_of_id else {}
     for node_id, step in latest.items():
         if _fails_run(graph, step):
             _finish(execution, E.FAILED, error=f"The step {node_id} failed: {step.error}"[:5000])
@@ -788,8 +925,8 @@ def _finish(execution: WorkflowExecution, status: str, *, error: str = "", outpu
     )
     if execution.parent_step_id:
         _dispatch(child_finished_task, str(execution.pk), **_queue_options(execution))
-    if execution.depth == 0:
-        _dispatch(admit_queued_task, **_queue_options(execution))
+    if execution.depth == 0 and _queue().exists():  # no admission work without a queue
+        _admission_wanted(execution, admit_queued_task)
 
 
 def _end_span(execution: WorkflowExecution) -> None:
@@ -838,6 +975,8 @@ class _NextHere:
     def takes(self, step: StepExecution, node: dict) -> bool:
         if self.step is not None or step.execution_id != self.execution_id or registry.get(node["type"]).pure:
             return False
+        if shutting_down():
+            return False  # the worker is stopping: the step goes through the broker
         if time.monotonic() + step_timeout(node) > self.soft_deadline:
             return False
         self.step = step
@@ -845,6 +984,36 @@ class _NextHere:
 
 
 _next_here: ContextVar[_NextHere | None] = ContextVar("workflows_next_here", default=None)
+
+#: set when the worker began to shut down (SIGTERM: `worker_shutting_down`, in the worker's main
+#: process); shared memory made before the pool forks, so its child processes see it too
+_SHUTTING_DOWN = multiprocessing.RawValue("b", 0)
+
+
+def worker_shutting_down() -> None:
+    _SHUTTING_DOWN.value = 1
+
+
+def shutting_down() -> bool:
+    return bool(_SHUTTING_DOWN.value)
+
+
+def _release(step: StepExecution) -> bool:
+    """Hand a step this worker claimed back: queued again (the claim cleared) and sent through
+    the broker, so another worker takes it now instead of after its lease ran out."""
+    released = StepExecution.objects.filter(pk=step.pk, status=S.RUNNING, dispatches=step.dispatches).update(
+        status=S.QUEUED, lease_expires_at=None, updated_at=timezone.now(), not_before=None
+    )
+    if released:
+        from ..tasks import run_step
+
+        execution = WorkflowExecution.objects.get(pk=step.execution_id)
+        node = _graph(execution).nodes[step.node_id]
+        limit = step_timeout(node) + settings.WORKFLOWS_LEASE_GRACE_SECONDS
+        options = {"soft_time_limit": limit - settings.WORKFLOWS_LEASE_GRACE_SECONDS / 2, "time_limit": limit}
+        _send(run_step, (str(step.pk),), _queue_options(execution, **options))
+        logger.info("worker shutting down: step %s handed back", step.pk)
+    return bool(released)
 
 
 def _claim_here(step: StepExecution, worker: str) -> None:
@@ -872,9 +1041,26 @@ def _heartbeat(step: StepExecution) -> Iterator[None]:
     claim = StepExecution.objects.filter(pk=step.pk, status=S.RUNNING, dispatches=step.dispatches)
     stop = threading.Event()
 
+    every = settings.WORKFLOWS_HEARTBEAT_SECONDS
+    tick = min(every, 0.25)  # how soon a shutdown is noticed
+
     def beat() -> None:
+        next_beat, release_at = time.monotonic() + every, None
         try:
-            while not stop.wait(settings.WORKFLOWS_HEARTBEAT_SECONDS):
+            while not stop.wait(tick):
+                now = time.monotonic()
+                if shutting_down():
+                    if release_at is None:
+                        release_at = now + settings.WORKFLOWS_SHUTDOWN_GRACE_SECONDS
+                    if now >= release_at:  # it will not end in the grace: another worker runs it
+                        try:
+                            _release(step)
+                        except Exception:  # then its lease runs out as if the worker died
+                            logger.warning("could not hand back step %s", step.pk, exc_info=True)
+                        return
+                if now < next_beat:
+                    continue
+                next_beat = now + every
                 try:
                     if not claim.update(lease_expires_at=timezone.now() + _lease_ttl()):
                         return  # re-dispatched or gone: the claim is lost
@@ -1006,6 +1192,9 @@ def step_run(step_id, *, worker: str = "") -> str | None:
         if follow.step is None:
             break
         step = follow.step  # claimed for this worker in the transaction that just committed
+        if shutting_down():  # began after it was claimed: another worker runs it
+            _release(step)
+            break
         execution, node = step.execution, _graph(step.execution).nodes[step.node_id]
     buffer.flush_if_due()  # a worker's task_postrun does this too; eager runs (tests) have only this
     return status
@@ -1501,6 +1690,10 @@ def _lost_steps(now, batch: int) -> list[tuple]:
     return lost
 
 
+#: steps whose message may be lost, re-sent per reaper pass (the reaper runs every few seconds)
+RESEND_BATCH = 100
+
+
 def reap(*, now=None, batch: int = 500) -> dict:
     """Recover what crashes and lost messages left behind; see the module docstring."""
     now = now or timezone.now()
@@ -1536,7 +1729,9 @@ def reap(*, now=None, batch: int = 500) -> dict:
     stale = StepExecution.objects.filter(active, status=S.QUEUED).filter(
         Q(not_before__isnull=True, updated_at__lt=cutoff) | Q(not_before__lt=cutoff)
     )
-    for step in list(stale.select_related("execution")[:batch]):
+    # Bounded: a step merely waiting in a long queue gets at most one more message per period
+    # (a duplicate is a no-op: the claim is conditional), and at most RESEND_BATCH per pass.
+    for step in list(stale.select_related("execution").order_by("updated_at")[: min(batch, RESEND_BATCH)]):
         if StepExecution.objects.filter(pk=step.pk, status=S.QUEUED).update(not_before=now):
             _dispatch_step(step, _graph(step.execution).nodes[step.node_id])  # the node's time limits too
             counts["resent"] += 1
