@@ -159,9 +159,12 @@ def template_update(
 def template_version_create(
     *, template: Template, actor, body: Any, parameters: Any = None, changelog: str = ""
 ):
-    """A new immutable version; 409 when it is identical to the latest."""
+    """A new immutable version (parameters omitted: the latest's); 409 when it is identical
+    to the latest."""
     template = Template.objects.select_for_update().select_related("latest_version").get(pk=template.pk)
     latest = template.latest_version
+    if parameters is None and latest is not None:
+        parameters = latest.parameters
     if latest is not None and blueprint.checksum(body, parameters or {}) == latest.checksum:
         raise ConflictError(f"Identical to the latest version ({latest.number}).")
     _validate_blueprint(kind=template.kind, body=body, parameters=parameters, actor=actor)

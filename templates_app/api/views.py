@@ -1,10 +1,11 @@
 import json
 
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
 from rest_framework.parsers import BaseParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -97,12 +98,10 @@ class TemplateViewSet(ServiceBackedViewSet):
     def get_object(self):
         self._single_object = True
         try:
-            obj = self.get_queryset().filter(pk=self.kwargs["pk"]).first()
+            obj = get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
         finally:
             self._single_object = False
-        from django.http import Http404
-
-        if obj is None or not selectors.template_allows(self.request.user, obj, "view"):
+        if not selectors.template_allows(self.request.user, obj, "view"):
             raise Http404
         self.check_object_permissions(self.request, obj)
         return obj

@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 
 from tests.agents.factories import make_model
@@ -80,5 +82,5 @@ def bundle_payload(shared_model):
         "category": "demo",
         "tags": ["maths"],
         "body": agent_bundle(),
-        "parameters": BUNDLE_PARAMETERS,
+        "parameters": copy.deepcopy(BUNDLE_PARAMETERS),
     }
