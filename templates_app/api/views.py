@@ -8,17 +8,22 @@ from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.parsers import BaseParser, MultiPartParser
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from agentmesh.core.exceptions import ServiceValidationError
 from agentmesh.core.parsers import DepthLimitedJSONParser
+from agentmesh.core.permissions import RoleObjectPermission, has_object_action
 from agentmesh.core.viewsets import ServiceBackedViewSet
+from agents.models import Agent
 from masterdata.api.serializers import CategoryCountSerializer
 from masterdata.selectors import category_counts
+from workflows.models import Workflow
 
-from .. import blueprint, selectors, services
+from .. import blueprint, derive, selectors, services
 from ..filters import TemplateFilter
 from ..models import Template, TemplateVersion
 from .serializers import (
+    AgentTemplateSerializer,
     ImportFileSerializer,
     InstantiateResultSerializer,
     InstantiateSerializer,
@@ -28,6 +33,7 @@ from .serializers import (
     TemplateSerializer,
     TemplateVersionCreateSerializer,
     TemplateVersionSerializer,
+    WorkflowTemplateSerializer,
 )
 
 # Actions the published catalogue opens to everyone (with the object action they need).
@@ -334,3 +340,62 @@ def _query_params(query, parameters: dict) -> dict | None:
                 ) from None
         values[name] = value
     return values
+
+
+class _FromResourceView(APIView):
+    """Base of POST /workflows/{id}/template and /agents/{id}/template: the resource must be
+    one you may view, and you need the role's permission to create templates."""
+
+    model: type
+    permission_classes = [RoleObjectPermission]
+    action = "create"  # RoleObjectPermission: the add permission of the template model
+
+    def get_queryset(self):
+        return Template.objects.none()
+
+    def resource(self, pk):
+        obj = self.model.objects.filter(pk=pk).first()
+        if obj is None or not has_object_action(self.request.user, obj, "view"):
+            raise Http404
+        return obj
+
+    def respond(self, template):
+        template = Template.objects.select_related("owner", "latest_version__created_by").get(pk=template.pk)
+        return Response(TemplateSerializer(template).data, status=status.HTTP_201_CREATED)
+
+
+class WorkflowTemplateView(_FromResourceView):
+    model = Workflow
+
+    @extend_schema(
+        operation_id="workflows_template",
+        request=WorkflowTemplateSerializer,
+        responses={201: TemplateSerializer},
+    )
+    def post(self, request, pk):
+        """Make a template of this workflow (its current or chosen version): agents, tools and
+        models become references by name, or agents and tools go in a bundle (`include`);
+        `parameterize` turns chosen values (input defaults, node config) into parameters."""
+        workflow = self.resource(pk)
+        data = WorkflowTemplateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return self.respond(
+            derive.template_from_workflow(workflow=workflow, actor=request.user, **data.validated_data)
+        )
+
+
+class AgentTemplateView(_FromResourceView):
+    model = Agent
+
+    @extend_schema(
+        operation_id="agents_template", request=AgentTemplateSerializer, responses={201: TemplateSerializer}
+    )
+    def post(self, request, pk):
+        """Make a template of this agent: model, prompt, skills, constraints and tools become
+        references by name, or the tools go in a bundle (`include: ["tools"]`)."""
+        agent = self.resource(pk)
+        data = AgentTemplateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return self.respond(
+            derive.template_from_agent(agent=agent, actor=request.user, **data.validated_data)
+        )
