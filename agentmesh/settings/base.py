@@ -244,6 +244,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "SkillTypeEnum": "masterdata.models.SkillType",
         "ProviderEnum": "masterdata.models.Provider",
+        "TemplateKindEnum": "templates_app.models.TemplateKind",
+        "SpanKindEnum": "observability.models.SpanKind",
     },
 }
 

@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from agentmesh.core.serializers import OwnerField, StrictModelSerializer, StrictSerializer
+from agents.api.serializers import ErrorItemSerializer
 from masterdata.api.serializers import tags_field
 
 from ..models import Template, TemplateKind, TemplateVersion
@@ -109,12 +110,6 @@ class MissingReferenceSerializer(StrictSerializer):
     kind = serializers.CharField()
     name = serializers.CharField()
     field = serializers.CharField()
-
-
-class ErrorItemSerializer(StrictSerializer):
-    field = serializers.CharField(allow_null=True)
-    code = serializers.CharField()
-    message = serializers.CharField()
 
 
 class ResourceCheckSerializer(StrictSerializer):
