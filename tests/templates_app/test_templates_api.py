@@ -425,3 +425,27 @@ def test_the_preview_service_issues_no_write_at_all(developer, bundle_payload):
     assert result["valid"] is True
     statements = {q["sql"].split()[0].upper() for q in queries.captured_queries}
     assert statements <= {"SELECT", "SAVEPOINT", "RELEASE"}, statements
+
+
+def test_seed_demo_publishes_two_templates_that_instantiate(client_for, other_developer):
+    from django.core.management import call_command
+
+    call_command("seed_demo", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    call_command("seed_demo", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    templates = Template.objects.filter(published=True)
+    assert sorted(templates.values_list("name", flat=True)) == ["Echo assistant", "Shout workflow"]
+    owner = templates.first().owner
+    client = client_for(owner)
+    for template in templates:
+        response = client.post(f"{URL}/{template.pk}/instantiate", {"deploy": True}, format="json")
+        assert response.status_code == 201, response.json()
+    assert Agent.objects.get(name="my-assistant").status == "deployed"
+    assert Workflow.objects.get(name="shout").definition["nodes"][0]["config"]["template"] == (
+        ">> {{ inputs.text | upper }}"
+    )
+    # Everyone sees them; another user lacks the demo model and tool, and is told so.
+    other = client_for(other_developer)
+    assert other.get(URL).json()["count"] == 2
+    echo = templates.get(name="Echo assistant")
+    missing = other.get(f"{URL}/{echo.pk}/preview").json()["missing"]
+    assert {(m["kind"], m["name"]) for m in missing} == {("model", "Echo (demo)"), ("tool", "calculator")}
