@@ -1,8 +1,7 @@
 import json
 
 from django.http import Http404, HttpResponse
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
@@ -240,7 +239,7 @@ class TemplateViewSet(ServiceBackedViewSet):
             OpenApiParameter("version", int, description="One version (default: all)."),
         ],
         responses={
-            (200, "application/yaml"): OpenApiResponse(OpenApiTypes.STR, description="The exchange format."),
+            (200, "application/yaml"): TemplateDocumentSerializer,
             (200, "application/json"): TemplateDocumentSerializer,
         },
     )
@@ -369,6 +368,7 @@ class WorkflowTemplateView(_FromResourceView):
 
     @extend_schema(
         operation_id="workflows_template",
+        summary="Make a template of a workflow",
         request=WorkflowTemplateSerializer,
         responses={201: TemplateSerializer},
     )
@@ -388,7 +388,10 @@ class AgentTemplateView(_FromResourceView):
     model = Agent
 
     @extend_schema(
-        operation_id="agents_template", request=AgentTemplateSerializer, responses={201: TemplateSerializer}
+        operation_id="agents_template",
+        summary="Make a template of an agent",
+        request=AgentTemplateSerializer,
+        responses={201: TemplateSerializer},
     )
     def post(self, request, pk):
         """Make a template of this agent: model, prompt, skills, constraints and tools become
