@@ -7,10 +7,11 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Max
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 
 from agentmesh.core.audit import audited
 from agentmesh.core.exceptions import ConflictError, ServiceValidationError
+from agentmesh.core.permissions import codename, is_admin
 from agentmesh.core.signals import snapshot
 from agents import services as agent_services
 from agents.api.serializers import AgentSerializer
@@ -237,8 +238,19 @@ def _check_names(body: dict, names: Any) -> dict:
     return names
 
 
+def _check_role(resources: list[dict], user) -> None:
+    """Instantiating creates objects: the caller's role must allow creating each kind."""
+    if is_admin(user):
+        return
+    for kind in sorted({r["kind"] for r in resources}):
+        model = MODELS[kind]
+        if not user.has_perm(f"{model._meta.app_label}.{codename(model, 'add')}"):
+            raise PermissionDenied(f"Your role may not create {kind}s.")
+
+
 def _create_resources(*, body, parameters, params, names, user, deploy: bool) -> list[tuple[dict, Any]]:
     resources = _rendered(body, params, names)
+    _check_role(resources, user)
     found, missing = blueprint.resolve_refs(resources, user)
     if missing:
         raise UnresolvedReferences(missing)

@@ -449,3 +449,26 @@ def test_seed_demo_publishes_two_templates_that_instantiate(client_for, other_de
     echo = templates.get(name="Echo assistant")
     missing = other.get(f"{URL}/{echo.pk}/preview").json()["missing"]
     assert {(m["kind"], m["name"]) for m in missing} == {("model", "Echo (demo)"), ("tool", "calculator")}
+
+
+def test_a_role_that_may_not_create_may_preview_but_not_instantiate(client_for, developer, plain_user):
+    template = make_tool_template(developer)
+    services.template_set_published(template=template, published=True)
+    client = client_for(plain_user)
+    assert client.get(f"{URL}/{template.pk}/preview").json()["valid"] is True
+    assert_problem(client.post(f"{URL}/{template.pk}/instantiate", {}, format="json"), 403)
+    assert not Tool.objects.exists()
+
+
+def test_a_failed_deploy_rolls_everything_back(client_for, developer, bundle_payload, shared_model):
+    client = client_for(developer)
+    template = client.post(URL, bundle_payload, format="json").json()
+    shared_model.is_active = False  # the agent's deploy check fails on an inactive model
+    shared_model.save(update_fields=["is_active"])
+    response = client.post(
+        f"{URL}/{template['id']}/instantiate", {"params": {"topic": "x"}, "deploy": True}, format="json"
+    )
+    body = assert_problem(response, 400, "resources.helper.deploy")
+    assert "model" in body["errors"][0]["message"]
+    assert (Tool.objects.count(), Agent.objects.count(), Workflow.objects.count()) == (0, 0, 0)
+    assert not TemplateInstance.objects.exists()
