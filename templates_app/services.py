@@ -136,7 +136,9 @@ def template_update(
     unknown = set(fields) - set(TEMPLATE_FIELDS)
     if unknown:
         raise TypeError(f"Unexpected template fields: {sorted(unknown)}")
-    template = Template.objects.select_for_update().select_related("latest_version").get(pk=template.pk)
+    template = (
+        Template.objects.select_for_update(of=("self",)).select_related("latest_version").get(pk=template.pk)
+    )
     before = snapshot(template)
     if "kind" in fields and fields["kind"] != template.kind:
         raise ServiceValidationError("The kind of a template cannot change.", field="kind")
@@ -162,7 +164,9 @@ def template_version_create(
 ):
     """A new immutable version (parameters omitted: the latest's); 409 when it is identical
     to the latest."""
-    template = Template.objects.select_for_update().select_related("latest_version").get(pk=template.pk)
+    template = (
+        Template.objects.select_for_update(of=("self",)).select_related("latest_version").get(pk=template.pk)
+    )
     latest = template.latest_version
     if parameters is None and latest is not None:
         parameters = latest.parameters

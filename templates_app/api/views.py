@@ -1,5 +1,7 @@
+import io
 import json
 
+from django.conf import settings
 from django.http import Http404, HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -46,8 +48,6 @@ CATALOGUE_ACTIONS = {
 
 
 def _read_capped(stream) -> bytes:
-    from django.conf import settings
-
     raw = stream.read(settings.TEMPLATES_IMPORT_MAX_BYTES + 1)
     if len(raw) > settings.TEMPLATES_IMPORT_MAX_BYTES:
         raise ServiceValidationError(
@@ -60,8 +60,6 @@ class TemplateDocumentJSONParser(DepthLimitedJSONParser):
     """The import's JSON body, size-capped before it is read whole."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        import io
-
         raw = _read_capped(stream)
         return super().parse(io.BytesIO(raw), media_type, parser_context)
 
