@@ -320,6 +320,34 @@ class BoundedSafeLoader(yaml.SafeLoader):
         return super().construct_document(node)
 
 
+# Dates stay strings: a blueprint is JSON.
+BoundedSafeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _check_json(value: Any, path: str) -> None:
+    """Only what JSON (and a PostgreSQL JSON column) can hold: no binary, sets, NUL, inf/nan."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ServiceValidationError("Keys are strings.", field=path or "file")
+            _check_json(key, path)
+            _check_json(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_json(item, f"{path}[{index}]")
+    elif isinstance(value, str):
+        if "\x00" in value:
+            raise ServiceValidationError("Strings may not contain the NUL character.", field=path or "file")
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ServiceValidationError("Numbers are finite.", field=path or "file")
+    elif value is not None and not isinstance(value, bool | int):
+        raise ServiceValidationError(f"Not a JSON value ({type(value).__name__}).", field=path or "file")
+
+
 def _expanded_size(node, limit: int) -> int:
     memo: dict[int, int] = {}
 
@@ -350,11 +378,13 @@ def parse_document(raw: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise ServiceValidationError("The document is not UTF-8.", field="file") from exc
     try:
-        return yaml.load(text, Loader=BoundedSafeLoader)  # noqa: S506 - a SafeLoader subclass
+        document = yaml.load(text, Loader=BoundedSafeLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ServiceValidationError(f"Not a valid YAML or JSON document: {exc}"[:500], field="file") from exc
     except RecursionError as exc:
         raise ServiceValidationError("The document is nested too deeply.", field="file") from exc
+    _check_json(document, "")
+    return document
 
 
 EXCHANGE_SCHEMA = {

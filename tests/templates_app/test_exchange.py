@@ -187,3 +187,30 @@ def test_an_oversized_document_is_refused(client_for, developer, how):
 def test_export_format_must_be_yaml_or_json(client_for, developer, bundle_payload):
     template = services.template_create(owner=developer, **bundle_payload)
     assert_problem(client_for(developer).get(f"{URL}/{template.pk}/export", {"format": "xml"}), 400, "format")
+
+
+@pytest.mark.parametrize(
+    ("doc", "field"),
+    [
+        (
+            b'apiVersion: agentmesh/v1\nkind: Template\nmetadata: {name: "a\\0b", kind: tool}\n',
+            "metadata.name",
+        ),
+        (
+            b"apiVersion: agentmesh/v1\nkind: Template\nmetadata: {name: a, kind: tool}\nx: !!binary aGk=\n",
+            "x",
+        ),
+        (b"apiVersion: agentmesh/v1\nkind: Template\nmetadata: {name: a, kind: tool}\nx: !!set {a}\n", "x"),
+        (b"apiVersion: agentmesh/v1\nkind: Template\nmetadata: {name: a, kind: tool}\nx: .inf\n", "x"),
+        (b"apiVersion: agentmesh/v1\nkind: Template\nmetadata: {name: a, kind: tool}\n1: one\n", "file"),
+    ],
+)
+def test_yaml_that_json_cannot_hold_is_a_400(client_for, developer, doc, field):
+    response = client_for(developer).post(f"{URL}/import", doc, content_type="application/yaml")
+    assert_problem(response, 400, field)
+
+
+def test_yaml_dates_stay_strings(developer):
+    from templates_app.blueprint import parse_document
+
+    assert parse_document(b"changelog: 2026-12-06\n") == {"changelog": "2026-12-06"}
