@@ -7,6 +7,7 @@ api_v1 = [
     path("", include("tools.api.urls")),  # the router registers under tools
     path("", include("agents.api.urls")),  # the router registers under agents
     path("", include("workflows.api.urls")),  # the router registers under workflows
+    path("", include("templates_app.api.urls")),  # templates, and /workflows|agents/{id}/template
     path("master-data/", include("masterdata.api.urls")),
     path("observability/", include("observability.api.urls")),
     path("system/", include("system.api.urls")),

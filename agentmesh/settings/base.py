@@ -244,6 +244,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "SkillTypeEnum": "masterdata.models.SkillType",
         "ProviderEnum": "masterdata.models.Provider",
+        "TemplateKindEnum": "templates_app.models.TemplateKind",
+        "SpanKindEnum": "observability.models.SpanKind",
     },
 }
 
@@ -367,6 +369,12 @@ OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "agentmesh")
 # --- Template sandbox (prompts, workflow expressions) ---------------------------------------
 # Wall time of one render; checked cooperatively inside the render (agentmesh.core.sandbox).
 SANDBOX_RENDER_TIMEOUT_SECONDS = float(env_str("SANDBOX_RENDER_TIMEOUT_SECONDS", "1"))
+
+# --- Templates -----------------------------------------------------------------------------
+# Import: the document's size, and how far YAML may expand (a "billion laughs" is a 400).
+TEMPLATES_IMPORT_MAX_BYTES = env_int("TEMPLATES_IMPORT_MAX_BYTES", 1_048_576)
+TEMPLATES_IMPORT_MAX_NODES = env_int("TEMPLATES_IMPORT_MAX_NODES", 100_000)
+TEMPLATES_IMPORT_MAX_ALIASES = env_int("TEMPLATES_IMPORT_MAX_ALIASES", 1_000)
 
 # --- Tools ----------------------------------------------------------------------------------
 TOOLS_MAX_TIMEOUT_SECONDS = env_int("TOOLS_MAX_TIMEOUT_SECONDS", 300)

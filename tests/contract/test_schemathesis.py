@@ -38,6 +38,11 @@ def real_objects(base_url: str, headers: dict, user) -> dict[str, str]:
     from workflows import services as workflow_services
 
     demo_seed(owner=user)
+    from templates_app.demo import demo_templates_seed
+    from templates_app.models import Template
+
+    demo_templates_seed(owner=user)
+    template = Template.objects.filter(owner=user).order_by("name").first()
     tool = Tool.objects.get(owner=user, name="calculator")
     with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
 
@@ -72,6 +77,7 @@ def real_objects(base_url: str, headers: dict, user) -> dict[str, str]:
         "/api/v1/master-data/prompts": str(make_prompt(user).pk),
         "/api/v1/master-data/constraints": str(make_constraint(user).pk),
         "/api/v1/observability/alerts": alert["id"],
+        "/api/v1/templates": str(template.pk),
         "/api/v1/test/widgets": str(Widget.objects.create(owner=user, name="w").pk),
     }
 

@@ -6,6 +6,7 @@ from agentmesh.accounts.models import Role
 from agentmesh.accounts.services import user_ensure
 from agentmesh.core.management.base import AuditedCommand
 from integration.services import demo_seed
+from templates_app.demo import demo_templates_seed
 
 
 class Command(AuditedCommand):
@@ -44,3 +45,5 @@ class Command(AuditedCommand):
             f"demo data for '{developer.username}': {counts['models']} model config(s) and "
             f"{counts['tools']} deployed built-in tool(s) and {counts['agents']} deployed agent(s) created"
         )
+        templates = demo_templates_seed(owner=developer)
+        self.stdout.write(f"{templates} published demo template(s) created")

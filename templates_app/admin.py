@@ -1,0 +1,99 @@
+"""Admin pages: template metadata saves through the services, publish/unpublish is an action;
+versions and instances are read-only records. New templates come through the API (or import)."""
+
+from django.contrib import admin
+
+from agentmesh.core.admin import AuditedAdmin, ServiceBackedAdmin
+
+from . import services
+from .models import Template, TemplateInstance, TemplateVersion
+
+METADATA_FIELDS = ("name", "description", "category", "tags", "archived")
+
+
+class ReadOnlyAdmin(AuditedAdmin):
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class TemplateVersionInline(admin.TabularInline):
+    model = TemplateVersion
+    fields = ["number", "changelog", "checksum", "created_by", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Template)
+class TemplateAdmin(ServiceBackedAdmin):
+    list_display = ["name", "kind", "category", "published", "archived", "owner", "updated_at"]
+    list_filter = ["kind", "published", "archived", "category"]
+    search_fields = ["name", "description", "category"]
+    list_select_related = ["owner"]
+    fields = ["owner", "kind", *METADATA_FIELDS, "published", "latest_version"]
+    readonly_fields = ["owner", "kind", "published", "latest_version"]
+    service_fields = METADATA_FIELDS
+    inlines = [TemplateVersionInline]
+    actions = ["publish", "unpublish"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def save_via_service(self, request, obj, form, change):
+        return services.template_update(template=obj, actor=request.user, **self.changed_values(form))
+
+    def delete_model(self, request, obj):
+        services.template_delete(template=obj)
+
+    def delete_queryset(self, request, queryset):
+        for template in queryset:
+            services.template_delete(template=template)
+
+    @admin.action(description="Publish the selected templates (everyone may read and instantiate them)")
+    def publish(self, request, queryset):
+        for template in queryset:
+            services.template_set_published(template=template, published=True, actor=request.user)
+        self.message_user(request, f"{queryset.count()} template(s) published.")
+
+    @admin.action(description="Unpublish the selected templates")
+    def unpublish(self, request, queryset):
+        for template in queryset:
+            services.template_set_published(template=template, published=False, actor=request.user)
+        self.message_user(request, f"{queryset.count()} template(s) unpublished.")
+
+
+@admin.register(TemplateVersion)
+class TemplateVersionAdmin(ReadOnlyAdmin):
+    list_display = ["template", "number", "checksum", "created_by", "created_at"]
+    list_select_related = ["template", "created_by"]
+    search_fields = ["template__name", "changelog", "checksum"]
+
+
+@admin.register(TemplateInstance)
+class TemplateInstanceAdmin(ReadOnlyAdmin):
+    list_display = [
+        "resource_kind",
+        "resource_name",
+        "template_name",
+        "version_number",
+        "created_by",
+        "created_at",
+    ]
+    list_filter = ["resource_kind"]
+    search_fields = ["resource_name", "template_name", "resource_id"]
+    list_select_related = ["created_by"]
