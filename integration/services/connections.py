@@ -9,7 +9,6 @@ import logging
 from typing import Any
 
 import httpx
-
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
@@ -40,6 +39,7 @@ __all__ = [
     "api_connection_delete",
     "api_connection_request",
     "api_connection_update",
+    "external_tool_import",
     "oauth2_token",
 ]
 
@@ -97,9 +97,9 @@ def _validate(connection: ApiConnection, *, actor, secret_changed: bool) -> None
         raise ServiceValidationError("This auth type needs a secret.", field="secret", code="required")
     if auth == AuthType.NONE and connection.secret_id is not None:
         raise ServiceValidationError("Auth type none takes no secret.", field="secret")
-    if connection.secret_id is not None and secret_changed and actor is not None:
-        if not has_object_action(actor, connection.secret, "use"):
-            raise ServiceValidationError("No usable secret with this id.", field="secret")
+    checked = connection.secret_id is not None and secret_changed and actor is not None
+    if checked and not has_object_action(actor, connection.secret, "use"):
+        raise ServiceValidationError("No usable secret with this id.", field="secret")
     if auth in (AuthType.API_KEY_HEADER, AuthType.API_KEY_QUERY) and not connection.key_name:
         raise ServiceValidationError(
             "Name the header or query parameter of the key.", field="key_name", code="required"
@@ -120,7 +120,9 @@ def _validate(connection: ApiConnection, *, actor, secret_changed: bool) -> None
     for name, value in headers.items():
         if not isinstance(value, str) or len(value) > 2000 or "\n" in value or "\r" in value:
             raise ServiceValidationError("A string of one line.", field=f"default_headers.{name}")
-        if CREDENTIAL_HEADER.match(name) or (auth == AuthType.API_KEY_HEADER and name.lower() == connection.key_name.lower()):
+        if CREDENTIAL_HEADER.match(name) or (
+            auth == AuthType.API_KEY_HEADER and name.lower() == connection.key_name.lower()
+        ):
             raise ServiceValidationError(
                 f"Credentials belong in a secret (auth), not in the {name} header.",
                 field=f"default_headers.{name}",
@@ -366,3 +368,146 @@ def api_connection_check(*, connection: ApiConnection, actor=None) -> ApiConnect
         payload={"ok": ok, "status_code": status_code},
     )
     return current
+
+
+# --- external tools -----------------------------------------------------------------------------
+class ExternalToolKind:
+    OPENAPI = "openapi"
+    MCP = "mcp"
+    HTTP = "http"
+    ALL = (OPENAPI, MCP, HTTP)
+
+
+def _planned(tool: dict) -> dict:
+    return {
+        "id": None,
+        "name": tool["name"],
+        "type": tool["type"],
+        "status": None,
+        "description": tool.get("description", ""),
+        "config": tool.get("config", {}),
+        "parameters_schema": tool.get("parameters_schema") or {"type": "object", "properties": {}},
+    }
+
+
+def _deploy_all(tools: list, *, actor) -> None:
+    """Validate and deploy every tool, or raise (the caller's transaction undoes everything)."""
+    from tools.services import tool_deploy, tool_validate
+
+    for index, tool in enumerate(tools):
+        checks = tool_validate(tool=tool, actor=actor)
+        failed = [f"{c.name}: {c.message}" for c in checks if not c.ok]
+        if failed:
+            raise ServiceValidationError(
+                f"The tool {tool.name} did not pass its checks ({'; '.join(failed)[:500]}); nothing was created.",
+                field=f"tools[{index}]",
+            )
+        tool_deploy(tool=tool, actor=actor)
+
+
+def external_tool_import(
+    *,
+    owner,
+    kind: str,
+    url: str | None = None,
+    document: Any = None,
+    secret: Any = None,
+    connection: Any = None,
+    operations: list[str] | None = None,
+    name: str = "",
+    method: str = "GET",
+    description: str = "",
+    category: str = "",
+    deploy: bool = False,
+    dry_run: bool = False,
+) -> dict:
+    """Import tools through the tools app's importers: every operation of an OpenAPI document
+    (`url` or inline `document`), every tool of an MCP server (`url`), or one HTTP tool (`url`,
+    `name`). `secret` authenticates (bearer for OpenAPI/HTTP, the headers secret for MCP);
+    `connection` (an API connection the owner may use) gives OpenAPI/HTTP tools base URL and auth.
+    `dry_run` answers what would be created and writes nothing; `deploy` validates and deploys
+    them all or creates nothing. Answers {"dry_run", "deployed", "tools": [Tool | planned dict]}.
+    """
+    from tools.mcp_import import mcp_server_tools, tools_import_from_mcp
+    from tools.naming import owner_tool_names, sanitize_name, unique_name
+    from tools.openapi_import import tools_import_openapi, tools_plan_openapi
+    from tools.services import tool_create
+
+    if kind not in ExternalToolKind.ALL:
+        raise ServiceValidationError(f"One of: {', '.join(ExternalToolKind.ALL)}.", field="kind")
+    if secret and connection:
+        raise ServiceValidationError("Give a secret or a connection, not both.", field="secret")
+    connection_id = None
+    if connection:
+        if kind == ExternalToolKind.MCP:
+            raise ServiceValidationError("MCP tools cannot use an API connection.", field="connection")
+        try:
+            connection_id = str(_usable(connection, owner).pk)
+        except ConnectionUnavailable as exc:
+            raise ServiceValidationError(str(exc), field="connection") from None
+    secret_id = str(secret) if secret else None
+    bearer = {"type": "bearer", "secret_id": secret_id} if secret_id else None
+
+    with transaction.atomic():
+        if kind == ExternalToolKind.OPENAPI:
+            if (url is None) == (document is None):
+                raise ServiceValidationError("Give either url or document.", field="url")
+            options = {
+                "document": document,
+                "url": url,
+                "auth": bearer,
+                "operations": operations,
+                "category": category,
+                "connection": connection_id,
+            }
+            if dry_run:
+                plan = tools_plan_openapi(owner=owner, **options)
+                return {"dry_run": True, "deployed": False, "tools": [_planned(t) for t in plan]}
+            tools = tools_import_openapi(owner=owner, **options)
+        elif kind == ExternalToolKind.MCP:
+            if not url:
+                raise ServiceValidationError("The MCP server's URL.", field="url", code="required")
+            if dry_run:
+                listed = mcp_server_tools(url=url, headers_secret_id=secret_id, owner=owner)
+                if operations is not None:
+                    listed = [t for t in listed if t["name"] in set(operations)]
+                taken = owner_tool_names(owner)
+                plan = [
+                    {
+                        "name": unique_name(sanitize_name(t["name"]) or "tool", taken),
+                        "type": "mcp",
+                        "description": t["description"],
+                        "config": {"url": url, "tool_name": t["name"]},
+                        "parameters_schema": t["inputSchema"],
+                    }
+                    for t in listed
+                ]
+                return {"dry_run": True, "deployed": False, "tools": [_planned(t) for t in plan]}
+            tools = tools_import_from_mcp(
+                owner=owner, url=url, headers_secret_id=secret_id, names=operations, category=category
+            )
+        else:
+            if not url:
+                raise ServiceValidationError(
+                    "The URL (a path with a connection).", field="url", code="required"
+                )
+            if not name:
+                raise ServiceValidationError("Name the tool.", field="name", code="required")
+            config: dict[str, Any] = {"method": method, "url": url}
+            if connection_id:
+                config["connection"] = connection_id
+            elif bearer:
+                config["auth"] = bearer
+            fields = {"description": description, "category": category, "config": config}
+            if dry_run:
+                return {
+                    "dry_run": True,
+                    "deployed": False,
+                    "tools": [_planned({"name": name, "type": "http", **fields})],
+                }
+            tools = [tool_create(owner=owner, name=name, type="http", **fields)]
+        if deploy:
+            _deploy_all(tools, actor=owner)
+            for tool in tools:
+                tool.refresh_from_db()
+    return {"dry_run": False, "deployed": bool(deploy), "tools": tools}
