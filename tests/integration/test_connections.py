@@ -511,3 +511,67 @@ def test_external_http_tool_with_a_connection(developer, client_for, fake_api):
     assert tool.status == ToolStatus.DEPLOYED
     assert tool_execute(tool=tool, arguments={"id": "7"}, actor=developer).result["name"] == "item 7"
     assert_problem(client.post(reverse(EXTERNAL), {"kind": "soap", "url": "/x"}, format="json"), 400, "kind")
+
+
+def test_a_new_client_secret_means_a_new_token(developer, oauth_server, client_secret):
+    from integration.services.connections import TokenError, oauth2_token
+    from masterdata.services import secret_update
+
+    connection = ApiConnection.objects.create(
+        owner=developer,
+        name="o",
+        base_url=oauth_server.url + "/v1",
+        auth_type="oauth2_client_credentials",
+        secret=client_secret,
+        token_url=oauth_server.url + "/token",
+        client_id="agentmesh",
+    )
+    assert oauth2_token(connection=connection) == "token-1"
+    assert oauth2_token(connection=connection) == "token-1"
+    secret_update(secret=client_secret, value=CLIENT_SECRET)  # same value, rotated: same fingerprint
+    assert oauth2_token(connection=connection) == "token-1"
+    secret_update(secret=client_secret, value="another-value")
+    with pytest.raises(TokenError, match="401"):
+        oauth2_token(connection=connection)  # a new fingerprint: fetched again (and refused)
+    assert len(oauth_server.token_requests) == 2
+
+
+# --- admin -------------------------------------------------------------------------------------
+@pytest.fixture
+def admin_client(client, make_user):
+    from agentmesh.accounts.models import Role
+
+    admin = make_user(Role.ADMIN, is_staff=True, is_superuser=True)
+    client.force_login(admin)
+    return client
+
+
+def test_admin_pages_mask_the_secret_and_the_check_action_records_the_result(
+    admin_client, developer, fake_api, client_secret
+):
+    connection = ApiConnection.objects.create(
+        owner=developer,
+        name="adm",
+        base_url=fake_api.url,
+        auth_type="bearer",
+        secret=client_secret,
+        health_path="/status/200",
+    )
+    for url in (
+        "/admin/integration/apiconnection/",
+        f"/admin/integration/apiconnection/{connection.pk}/change/",
+        "/admin/integration/apiconnection/add/",
+    ):
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+        assert CLIENT_SECRET not in response.content.decode()
+    response = admin_client.post(
+        "/admin/integration/apiconnection/",
+        {"action": "check_connections", "_selected_action": [str(connection.pk)]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    connection.refresh_from_db()
+    assert connection.last_check_ok is True and connection.last_check_status == 200
+    assert fake_api.requests[-1]["headers"]["authorization"] == f"Bearer {CLIENT_SECRET}"
+    assert CLIENT_SECRET not in response.content.decode()
