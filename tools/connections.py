@@ -24,7 +24,8 @@ class ResolvedConnection:
     headers: dict[str, str] = field(default_factory=dict)  # defaults: the tool's own headers win
     auth_headers: dict[str, str] = field(default_factory=dict)  # win over everything
     params: dict[str, str] = field(default_factory=dict)  # auth query parameters
-    timeout: float | None = None
+    timeout: float | None = None  # read timeout, seconds
+    connect_timeout: float | None = None
     # Called once after a 401: a fresh ResolvedConnection (e.g. a new OAuth2 token), or None.
     refresh: Callable[[], ResolvedConnection | None] | None = None
 

@@ -274,6 +274,7 @@ def _resolved(connection: ApiConnection, *, refresh: bool = False) -> ResolvedCo
         auth_headers=headers,
         params=params,
         timeout=connection.read_timeout,
+        connect_timeout=connection.connect_timeout,
     )
     if connection.auth_type == AuthType.OAUTH2_CLIENT_CREDENTIALS and not refresh:
         resolved.refresh = lambda: _resolved(connection, refresh=True)
@@ -446,6 +447,10 @@ def external_tool_import(
         except ConnectionUnavailable as exc:
             raise ServiceValidationError(str(exc), field="connection") from None
     secret_id = str(secret) if secret else None
+    if secret_id:
+        usable = Secret.objects.filter(pk=secret_id).first() if is_uuid(secret_id) else None
+        if usable is None or not has_object_action(owner, usable, "use"):
+            raise ServiceValidationError("No usable secret with this id.", field="secret")
     bearer = {"type": "bearer", "secret_id": secret_id} if secret_id else None
 
     with transaction.atomic():
@@ -470,6 +475,13 @@ def external_tool_import(
             if dry_run:
                 listed = mcp_server_tools(url=url, headers_secret_id=secret_id, owner=owner)
                 if operations is not None:
+                    known = {t["name"] for t in listed}
+                    missing = [n for n in operations if n not in known]
+                    if missing:
+                        raise ServiceValidationError(
+                            f"The server lists no tool {missing[0]!r}.",
+                            field=f"operations[{operations.index(missing[0])}]",
+                        )
                     listed = [t for t in listed if t["name"] in set(operations)]
                 taken = owner_tool_names(owner)
                 plan = [
@@ -483,9 +495,17 @@ def external_tool_import(
                     for t in listed
                 ]
                 return {"dry_run": True, "deployed": False, "tools": [_planned(t) for t in plan]}
-            tools = tools_import_from_mcp(
-                owner=owner, url=url, headers_secret_id=secret_id, names=operations, category=category
-            )
+            try:
+                tools = tools_import_from_mcp(
+                    owner=owner, url=url, headers_secret_id=secret_id, names=operations, category=category
+                )
+            except ServiceValidationError as exc:
+                field, messages = next(iter(exc.detail.items()))
+                if not field.startswith("names"):
+                    raise
+                raise ServiceValidationError(
+                    str(messages[0]), field=field.replace("names", "operations", 1)
+                ) from exc
         else:
             if not url:
                 raise ServiceValidationError(

@@ -575,3 +575,40 @@ def test_admin_pages_mask_the_secret_and_the_check_action_records_the_result(
     assert connection.last_check_ok is True and connection.last_check_status == 200
     assert fake_api.requests[-1]["headers"]["authorization"] == f"Bearer {CLIENT_SECRET}"
     assert CLIENT_SECRET not in response.content.decode()
+
+
+def test_a_token_endpoint_failing_on_refresh_is_a_config_error(developer, oauth_server, client_secret):
+    connection = ApiConnection.objects.create(
+        owner=developer,
+        name="o",
+        base_url=oauth_server.url + "/v1",
+        auth_type="oauth2_client_credentials",
+        secret=client_secret,
+        token_url=oauth_server.url + "/token",
+        client_id="agentmesh",
+    )
+    tool = tool_create(
+        owner=developer, name="t", type="http", config={"url": "/a", "connection": str(connection.pk)}
+    )
+    assert tool_execute(tool=tool, arguments={}, actor=developer).status == "succeeded"
+    oauth_server.revoke_all()
+    ApiConnection.objects.filter(pk=connection.pk).update(client_id="someone-else")
+    execution = tool_execute(tool=tool, arguments={}, actor=developer)
+    assert execution.status == "failed" and execution.error_kind == "config"
+    assert "401" in execution.error
+
+
+def test_external_tool_refuses_unknown_operations_and_unusable_secrets(
+    developer,
+    other_developer,
+    client_for,
+    mcp_url,  # noqa: F811
+):
+    client = client_for(developer)
+    for dry_run in (True, False):
+        body = {"kind": "mcp", "url": mcp_url, "operations": ["add", "nope"], "dry_run": dry_run}
+        assert_problem(client.post(reverse(EXTERNAL), body, format="json"), 400, "operations[1]")
+    theirs = secret_create(owner=other_developer, name="theirs", value="their-value")
+    body = {"kind": "mcp", "url": mcp_url, "secret": str(theirs.pk), "dry_run": True}
+    assert_problem(client.post(reverse(EXTERNAL), body, format="json"), 400, "secret")
+    assert not Tool.objects.filter(owner=developer).exists()

@@ -9,6 +9,7 @@ import string
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import httpx
 from django.conf import settings
 
 from agentmesh.core import safe_http
@@ -262,7 +263,10 @@ class HttpExecutor(Executor):
         connection = self._resolve(call)
         method, url, response = self._send(call, connection)
         if response.status_code == 401 and connection is not None and connection.refresh is not None:
-            fresh = connection.refresh()  # e.g. a new OAuth2 token: one more try
+            try:
+                fresh = connection.refresh()  # e.g. a new OAuth2 token: one more try
+            except connections.ConnectionUnavailable as exc:
+                raise ToolError(str(exc), kind=ErrorKind.CONFIG) from None
             if fresh is not None:
                 method, url, response = self._send(call, fresh)
         metadata = {"http_status": response.status_code}
@@ -278,9 +282,11 @@ class HttpExecutor(Executor):
     def _send(self, call: ToolCall, connection: connections.ResolvedConnection | None):
         request = self.build_request(call, connection)
         method, url = request.pop("method"), request.pop("url")
-        timeout = max(0.05, call.remaining())
+        timeout: Any = max(0.05, call.remaining())
         if connection is not None and connection.timeout:
-            timeout = min(timeout, connection.timeout)
+            read = min(timeout, connection.timeout)
+            connect = min(read, connection.connect_timeout or read)
+            timeout = httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
         try:
             response = safe_http.safe_request(
                 method, url, timeout=timeout, max_bytes=settings.TOOLS_MAX_RESPONSE_BYTES, **request
