@@ -641,7 +641,7 @@ def _reraise(op: _Operation, exc: ServiceValidationError) -> ServiceValidationEr
 
 
 # --- service ----------------------------------------------------------------------------------
-def tools_import_openapi(
+def tools_plan_openapi(
     *,
     owner,
     document: str | bytes | dict | None = None,
@@ -651,13 +651,12 @@ def tools_import_openapi(
     category: str = "",
     operations: list[str] | None = None,
     name_prefix: str = "",
-) -> list[Tool]:
-    """Create one `http` tool per operation of an OpenAPI 3.x document, all or none.
+    connection: str | None = None,
+) -> list[dict]:
+    """The tools an import would create, as tool_create keyword arguments; writes nothing.
 
-    `document` is JSON/YAML text, bytes or a dict; or `url` is fetched through the safe HTTP client.
-    `base_url` overrides the document's servers; `auth` goes into every tool's config; `operations`
-    picks operations by operationId, tool name or "METHOD /path"; `name_prefix` starts every name.
-    Raises ServiceValidationError naming the offending input (document, url, base_url, operations, ...).
+    With `connection` (an API connection id) the tools' URLs are paths under the connection's
+    base URL, which replaces the document's servers, and the connection supplies the auth.
     """
     if not isinstance(name_prefix, str) or not _PREFIX.match(name_prefix):
         raise _error("At most 48 letters, digits, underscores or hyphens.", field="name_prefix")
@@ -672,25 +671,48 @@ def tools_import_openapi(
         resolver = _Resolver(doc)
         selected = _select(_operations(doc, resolver), operations, name_prefix, doc)
         fixed_server = _check_base(base_url, "base_url") if base_url is not None else None
+        if connection:
+            fixed_server = ""
         planned = []
         for op in selected:
-            server = fixed_server or _check_base(_server_url(op, doc, source_url), "base_url")
+            server = fixed_server if fixed_server is not None else None
+            if server is None:
+                server = _check_base(_server_url(op, doc, source_url), "base_url")
             try:
-                planned.append((op, _tool_fields(op, doc, resolver, server, auth)))
+                fields = _tool_fields(op, doc, resolver, server, auth)
             except _Invalid as exc:
                 if exc.field == "document":
                     exc.args = (f"{op.label}: {exc}",)
                 raise
+            if connection:
+                fields["config"]["connection"] = str(connection)
+            planned.append((op, fields))
     except _Invalid as exc:
         raise _error(str(exc), field=exc.field) from None
+    taken = owner_tool_names(owner)
+    plan = []
+    for op, fields in planned:
+        op.name = unique_name(f"{name_prefix}{op.base_name}"[:NAME_MAX], taken)
+        plan.append({"name": op.name, "type": "http", "category": category, "operation": op, **fields})
+    return plan
 
+
+def tools_import_openapi(*, owner, **options: Any) -> list[Tool]:
+    """Create one `http` tool per operation of an OpenAPI 3.x document, all or none.
+
+    `document` is JSON/YAML text, bytes or a dict; or `url` is fetched through the safe HTTP client.
+    `base_url` overrides the document's servers; `auth` goes into every tool's config; `operations`
+    picks operations by operationId, tool name or "METHOD /path"; `name_prefix` starts every name;
+    `connection` makes the tools use an API connection (see tools_plan_openapi).
+    Raises ServiceValidationError naming the offending input (document, url, base_url, operations, ...).
+    """
+    plan = tools_plan_openapi(owner=owner, **options)
     with transaction.atomic():
-        taken = owner_tool_names(owner)
         created = []
-        for op, fields in planned:
-            op.name = unique_name(f"{name_prefix}{op.base_name}"[:NAME_MAX], taken)
+        for fields in plan:
+            op = fields.pop("operation")
             try:
-                tool = tool_create(owner=owner, name=op.name, type="http", category=category, **fields)
+                tool = tool_create(owner=owner, **fields)
             except ServiceValidationError as exc:
                 raise _reraise(op, exc) from exc
             created.append(tool)

@@ -79,7 +79,14 @@ def real_objects(base_url: str, headers: dict, user) -> dict[str, str]:
         "/api/v1/observability/alerts": alert["id"],
         "/api/v1/templates": str(template.pk),
         "/api/v1/test/widgets": str(Widget.objects.create(owner=user, name="w").pk),
+        "/api/v1/integration/api-connections": str(make_api_connection(user).pk),
     }
+
+
+def make_api_connection(user):
+    from integration.services.connections import api_connection_create
+
+    return api_connection_create(owner=user, name="contract", base_url="http://127.0.0.1:9", health_path="/")
 
 
 def strategy_for(operation, objects: dict[str, str]):

@@ -9,10 +9,12 @@ import string
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import httpx
 from django.conf import settings
 
 from agentmesh.core import safe_http
 
+from .. import connections
 from ..jsonpath import NOTHING, JSONPathInvalid, compile_path, find
 from . import registry
 from .base import (
@@ -50,7 +52,12 @@ CONFIG_SCHEMA = {
             "type": "string",
             "minLength": 1,
             "maxLength": 2000,
-            "description": "http(s) URL; {name} placeholders in the path are filled from arguments.",
+            "description": "http(s) URL; {name} placeholders in the path are filled from arguments. "
+            "With a connection: a path (/...) under the connection's base URL.",
+        },
+        "connection": {
+            "type": "string",
+            "description": "API connection id: its base URL, auth, default headers and timeout apply.",
         },
         "headers": {
             "type": "object",
@@ -133,6 +140,8 @@ class HttpExecutor(Executor):
     def check_config(self, config: dict, *, owner) -> None:
         url = config["url"]
         names = _placeholders(url)
+        if config.get("connection"):
+            url = self._check_connection(config, owner=owner)
         head, sep, _ = url.partition("://")
         authority = url[len(head) + len(sep) :].split("/", 1)[0]
         if "{" in head or "{" in authority:
@@ -163,6 +172,19 @@ class HttpExecutor(Executor):
             except JSONPathInvalid as exc:
                 raise ConfigInvalid(str(exc), field="response.path") from None
 
+    @staticmethod
+    def _check_connection(config: dict, *, owner) -> str:
+        """The full URL template (connection base + path); the owner may use the connection."""
+        if not config["url"].startswith("/"):
+            raise ConfigInvalid("With a connection, the url is a path starting with /.", field="url")
+        if config.get("auth"):
+            raise ConfigInvalid("A tool with a connection takes its auth from the connection.", field="auth")
+        try:
+            base_url = connections.check_connection(config["connection"], owner=owner)
+        except connections.ConnectionUnavailable as exc:
+            raise ConfigInvalid(str(exc), field="connection") from None
+        return base_url.rstrip("/") + config["url"]
+
     def default_parameters_schema(self, config: dict) -> dict | None:
         names = _placeholders(config.get("url", ""))
         return {
@@ -172,14 +194,27 @@ class HttpExecutor(Executor):
         }
 
     # --- running --------------------------------------------------------------------------
-    def build_request(self, call: ToolCall) -> dict[str, Any]:
+    @staticmethod
+    def _resolve(call: ToolCall) -> connections.ResolvedConnection | None:
+        connection_id = call.tool.config.get("connection")
+        if not connection_id:
+            return None
+        try:
+            return connections.resolve_connection(connection_id, owner=call.tool.owner)
+        except connections.ConnectionUnavailable as exc:
+            raise ToolError(str(exc), kind=ErrorKind.CONFIG) from None
+
+    def build_request(
+        self, call: ToolCall, connection: connections.ResolvedConnection | None = None
+    ) -> dict[str, Any]:
         config = call.tool.config
         method = config.get("method", "GET")
         url = config["url"]
         in_path = set(_placeholders(url))
         path_values: dict[str, str] = {}
         params: dict[str, Any] = {}
-        headers: dict[str, str] = dict(config.get("headers") or {})
+        headers: dict[str, str] = dict(connection.headers if connection else {})
+        headers.update(config.get("headers") or {})
         body: dict[str, Any] = {}
         body_root: Any = NOTHING
         for argument, value in call.arguments.items():
@@ -200,6 +235,10 @@ class HttpExecutor(Executor):
         if call.idempotency_key and method not in SAFE_METHODS:
             headers.setdefault("Idempotency-Key", call.idempotency_key)
         request: dict[str, Any] = {"method": method, "url": url.format(**path_values), "headers": headers}
+        if connection is not None:
+            request["url"] = connection.base_url.rstrip("/") + request["url"]
+            headers.update(connection.auth_headers)
+            params.update(connection.params)
         auth = config.get("auth") or {"type": "none"}
         if auth["type"] != "none":
             secret = call.reveal_secret(auth["secret_id"])
@@ -221,15 +260,36 @@ class HttpExecutor(Executor):
         return request
 
     def execute(self, call: ToolCall) -> ToolOutput:
-        request = self.build_request(call)
+        connection = self._resolve(call)
+        method, url, response = self._send(call, connection)
+        if response.status_code == 401 and connection is not None and connection.refresh is not None:
+            try:
+                fresh = connection.refresh()  # e.g. a new OAuth2 token: one more try
+            except connections.ConnectionUnavailable as exc:
+                raise ToolError(str(exc), kind=ErrorKind.CONFIG) from None
+            if fresh is not None:
+                method, url, response = self._send(call, fresh)
+        metadata = {"http_status": response.status_code}
+        if response.status_code >= 400:
+            raise ToolError(
+                f"{method} {url} answered {response.status_code}.",
+                kind=ErrorKind.UPSTREAM,
+                retryable=response.status_code in RETRYABLE_STATUSES,
+                details={**metadata, "body": response.text[:1000]},
+            )
+        return ToolOutput(output=self._map_response(call.tool.config, response), metadata=metadata)
+
+    def _send(self, call: ToolCall, connection: connections.ResolvedConnection | None):
+        request = self.build_request(call, connection)
         method, url = request.pop("method"), request.pop("url")
+        timeout: Any = max(0.05, call.remaining())
+        if connection is not None and connection.timeout:
+            read = min(timeout, connection.timeout)
+            connect = min(read, connection.connect_timeout or read)
+            timeout = httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
         try:
             response = safe_http.safe_request(
-                method,
-                url,
-                timeout=max(0.05, call.remaining()),
-                max_bytes=settings.TOOLS_MAX_RESPONSE_BYTES,
-                **request,
+                method, url, timeout=timeout, max_bytes=settings.TOOLS_MAX_RESPONSE_BYTES, **request
             )
         except safe_http.UnsafeURLError as exc:
             raise ToolError(f"Refused: {exc}", kind=ErrorKind.REFUSED) from None
@@ -241,15 +301,7 @@ class HttpExecutor(Executor):
             raise ToolError(str(exc), kind=ErrorKind.UPSTREAM) from None
         except safe_http.UpstreamError as exc:
             raise ToolError(str(exc), kind=ErrorKind.UPSTREAM, retryable=True) from None
-        metadata = {"http_status": response.status_code}
-        if response.status_code >= 400:
-            raise ToolError(
-                f"{method} {url} answered {response.status_code}.",
-                kind=ErrorKind.UPSTREAM,
-                retryable=response.status_code in RETRYABLE_STATUSES,
-                details={**metadata, "body": response.text[:1000]},
-            )
-        return ToolOutput(output=self._map_response(call.tool.config, response), metadata=metadata)
+        return method, url, response
 
     @staticmethod
     def _map_response(config: dict, response) -> Any:
@@ -276,6 +328,11 @@ class HttpExecutor(Executor):
     def live_checks(self, tool: Tool, *, actor) -> list[Check]:
         config = tool.config
         url = config["url"]
+        if config.get("connection"):
+            try:
+                url = self._check_connection(config, owner=tool.owner)
+            except ConfigInvalid as exc:
+                return [Check("connection", False, str(exc))]
         sample = url.format(**dict.fromkeys(_placeholders(url), "x"))
         checks = []
         try:
