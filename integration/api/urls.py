@@ -1,6 +1,36 @@
 """/api/v1/integration/…: each area (export/import and sync, webhooks and triggers, API
 connections and external tools, cross-domain flows and batch) adds its urlpatterns here."""
 
+from django.urls import path
+
+from agentmesh.core.routers import ApiRouter
+
+from .webhooks import TriggerHookView, WebhookEventTypesView, WebhookViewSet, WorkflowTriggerViewSet
+
 app_name = "integration-api"
 
 urlpatterns: list = []
+
+# webhooks and triggers (POST /webhook creates, as in the contract; the rest under /webhooks)
+_webhook = WebhookViewSet.as_view
+_triggers = ApiRouter()
+_triggers.register("triggers", WorkflowTriggerViewSet, basename="trigger")
+urlpatterns += [
+    path("webhook", _webhook({"post": "create"}), name="webhook-create"),
+    path("webhooks", _webhook({"get": "list"}), name="webhook-list"),
+    path(
+        "webhooks/<uuid:pk>",
+        _webhook({"get": "retrieve", "put": "update", "patch": "partial_update", "delete": "destroy"}),
+        name="webhook-detail",
+    ),
+    path("webhooks/<uuid:pk>/test", _webhook({"post": "test"}), name="webhook-test"),
+    path("webhooks/<uuid:pk>/deliveries", _webhook({"get": "deliveries"}), name="webhook-deliveries"),
+    path(
+        "webhooks/<uuid:pk>/deliveries/<uuid:delivery_id>/redeliver",
+        _webhook({"post": "redeliver"}),
+        name="webhook-redeliver",
+    ),
+    path("webhook-event-types", WebhookEventTypesView.as_view(), name="webhook-event-types"),
+    path("hooks/<str:token>", TriggerHookView.as_view(), name="trigger-hook"),
+    *_triggers.urls,
+]
