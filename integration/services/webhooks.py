@@ -35,6 +35,7 @@ logger = logging.getLogger("integration.webhooks")
 
 # The event types a webhook may subscribe to: the events the other apps record, by name.
 EVENT_CATALOGUE: dict[str, str] = {
+    "agent.run.succeeded": "An agent run finished successfully.",
     "agent.run.failed": "An agent run failed.",
     "agent.run.incomplete": "An agent run ended early on a limit (turns, tokens, time, cost).",
     "agent.deployed": "An agent was deployed (a new immutable version).",
@@ -48,6 +49,7 @@ EVENT_CATALOGUE: dict[str, str] = {
     "workflow.execution.failed": "A workflow execution failed.",
     "workflow.execution.cancelled": "A workflow execution was cancelled.",
     "workflow.execution.timed_out": "A workflow execution exceeded its deadline.",
+    "workflow.execution.waiting_approval": "A workflow execution is waiting for an approval.",
     "workflow.approval.approved": "A waiting approval step was approved.",
     "workflow.approval.rejected": "A waiting approval step was rejected.",
     "alert.fired": "An alert fired.",

@@ -389,3 +389,45 @@ def test_triggers_are_the_workflow_owners(client_for, developer, other_developer
     assert_problem(refused, 400, "workflow")
     gone = client_for(developer).delete(reverse("integration-api:trigger-detail", args=[created["id"]]))
     assert gone.status_code == 204
+
+
+def test_real_events_reach_the_webhook(client_for, developer, receiver, django_capture_on_commit_callbacks):
+    """Events the apps really record: a workflow waiting for approval, then succeeding after the
+    approval; an agent run finishing. Delivered by the task after commit (eager here)."""
+    from integration.services import demo_seed
+
+    r = receiver()
+    client = client_for(developer)
+    _create(
+        client,
+        r,
+        types=["workflow.execution.waiting_approval", "workflow.execution.succeeded", "agent.run.succeeded"],
+    )
+    approval = {
+        "nodes": [
+            {"id": "ok", "type": "approval", "config": {}},
+            {"id": "after", "type": "transform", "config": {"template": "1"}},
+        ],
+        "edges": [{"source": "ok", "target": "after"}],
+    }
+    wf = workflow_services.workflow_create(owner=developer, name="needs-ok", definition=approval)
+    with django_capture_on_commit_callbacks(execute=True):
+        execution, _ = workflow_services.workflow_execute(workflow=wf, user=developer, inputs={})
+    execution.refresh_from_db()
+    assert execution.status == "waiting"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("workflows-api:execution-approve", args=[execution.pk]), {}, format="json")
+    assert response.status_code in (200, 202), response.content
+    demo_seed(owner=developer)
+    agent = client.get("/api/v1/agents", {"search": "echo-assistant"}).json()["results"][0]
+    with django_capture_on_commit_callbacks(execute=True):
+        run = client.post(f"/api/v1/agents/{agent['id']}/interact", {"input": "hello"}, format="json")
+    assert run.status_code in (200, 201), run.content
+    received = [json.loads(req["raw"])["type"] for req in r.requests]
+    assert received == [
+        "workflow.execution.waiting_approval",
+        "workflow.execution.succeeded",
+        "agent.run.succeeded",
+    ]
+    assert all(req["verified"] for req in r.requests)
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"succeeded"}
