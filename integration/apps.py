@@ -22,7 +22,9 @@ class IntegrationConfig(AppConfig):
             dispatch_uid="integration.webhooks.dispatch",
         )
         post_save.connect(
-            signals.record_agent_run_succeeded, sender=AgentRun, dispatch_uid="integration.agent_run_succeeded"
+            signals.record_agent_run_succeeded,
+            sender=AgentRun,
+            dispatch_uid="integration.agent_run_succeeded",
         )
         post_save.connect(
             signals.record_waiting_for_approval,

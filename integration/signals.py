@@ -46,7 +46,9 @@ def record_waiting_for_approval(sender, instance, update_fields=None, **kwargs) 
     if not update_fields or "status" not in update_fields or instance.status != ExecutionStatus.WAITING:
         return
     nodes = list(
-        instance.steps.filter(status=StepStatus.WAITING, wait_kind="approval").values_list("node_id", flat=True)
+        instance.steps.filter(status=StepStatus.WAITING, wait_kind="approval").values_list(
+            "node_id", flat=True
+        )
     )
     if nodes:
         event_record(

@@ -24,7 +24,7 @@ class Webhook(OwnedModel):
 
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True)
-    url = models.URLField(max_length=2000)
+    url = models.CharField(max_length=2000, help_text="An http(s) URL the outbound guard allows.")
     event_types = models.JSONField(default=list, help_text="Event types from GET /webhook-event-types.")
     active = models.BooleanField(default=True)
     encrypted_secret = models.TextField(editable=False)
@@ -42,6 +42,23 @@ class Webhook(OwnedModel):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """The admin's check (the API's goes through the services, with the same rules)."""
+        from django.core.exceptions import ValidationError
+
+        from observability.models import webhook_url_problem
+
+        from ..services.webhooks import EVENT_CATALOGUE
+
+        errors = {}
+        if self.url and (problem := webhook_url_problem(self.url)):
+            errors["url"] = problem
+        unknown = sorted(set(self.event_types or []) - set(EVENT_CATALOGUE))
+        if unknown or not self.event_types:
+            errors["event_types"] = f"Unknown or no event types: {', '.join(unknown)}"
+        if errors:
+            raise ValidationError(errors)
 
 
 class DeliveryStatus(models.TextChoices):

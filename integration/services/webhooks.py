@@ -424,3 +424,24 @@ def trigger_fire(*, trigger: WorkflowTrigger, body: bytes, headers):
         last_triggered_at=timezone.now(), trigger_count=trigger.trigger_count + 1
     )
     return execution, created
+
+
+@transaction.atomic
+def webhook_secret_keys_rotate() -> int:
+    """Re-encrypt every webhook and trigger secret under the first key of FERNET_KEYS (run with
+    masterdata's rotate_secret_keys); all or nothing. Returns how many were re-encrypted."""
+    count = 0
+    for model in (Webhook, WorkflowTrigger):
+        rows = list(
+            model.objects.select_for_update().exclude(encrypted_secret="").only("pk", "encrypted_secret")
+        )
+        for row in rows:
+            try:
+                row.encrypted_secret = crypto.rotate(row.encrypted_secret)
+            except crypto.DecryptionError as exc:
+                raise crypto.DecryptionError(
+                    f"{model.__name__} {row.pk} does not decrypt with any configured key."
+                ) from exc
+        model.objects.bulk_update(rows, ["encrypted_secret"], batch_size=500)
+        count += len(rows)
+    return count

@@ -416,7 +416,9 @@ def test_real_events_reach_the_webhook(client_for, developer, receiver, django_c
     execution.refresh_from_db()
     assert execution.status == "waiting"
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("workflows-api:execution-approve", args=[execution.pk]), {}, format="json")
+        response = client.post(
+            reverse("workflows-api:execution-approve", args=[execution.pk]), {}, format="json"
+        )
     assert response.status_code in (200, 202), response.content
     demo_seed(owner=developer)
     agent = client.get("/api/v1/agents", {"search": "echo-assistant"}).json()["results"][0]
@@ -431,3 +433,35 @@ def test_real_events_reach_the_webhook(client_for, developer, receiver, django_c
     ]
     assert all(req["verified"] for req in r.requests)
     assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"succeeded"}
+
+
+def test_rotate_command_re_encrypts_webhook_and_trigger_secrets(settings, developer, workflow):
+    from io import StringIO
+
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    old_key = settings.FERNET_KEYS[0]
+    webhook, secret = services.webhook_create(
+        owner=developer, name="w", url="http://127.0.0.1:9/x", event_types=["alert.fired"]
+    )
+    trigger, _, trigger_secret = services.trigger_create(workflow=workflow, actor=developer, name="t")
+    new_key = Fernet.generate_key().decode()
+    settings.FERNET_KEYS = [new_key, old_key]
+    out = StringIO()
+    call_command("rotate_webhook_secret_keys", stdout=out)
+    assert "Re-encrypted 2 " in out.getvalue()
+    settings.FERNET_KEYS = [new_key]
+    webhook.refresh_from_db()
+    trigger.refresh_from_db()
+    assert decrypt(webhook.encrypted_secret) == secret
+    assert decrypt(trigger.encrypted_secret) == trigger_secret
+
+
+def test_model_clean_checks_url_and_event_types(developer):
+    from django.core.exceptions import ValidationError
+
+    webhook = Webhook(owner=developer, name="x", url="http://169.254.169.254/", event_types=["nope"])
+    with pytest.raises(ValidationError) as caught:
+        webhook.clean()
+    assert {"url", "event_types"} <= set(caught.value.message_dict)
