@@ -288,6 +288,9 @@ def test_secrets_never_in_payloads_or_task_args(client_for, developer, receiver,
         assert needle.encode() not in json.dumps(delivery.payload).encode()
         assert needle.encode() not in sent_bytes
     assert sent  # the task was queued, with the delivery id only
+    webhook = Webhook.objects.get(pk=created["id"])
+    events = json.dumps(list(ObservabilityEvent.objects.values("payload", "message")), default=str).encode()
+    assert created["secret"].encode() not in events and webhook.encrypted_secret.encode() not in events
     assert json.loads(sent[0])[0] == [str(delivery.pk)]
 
 
@@ -465,3 +468,31 @@ def test_model_clean_checks_url_and_event_types(developer):
     with pytest.raises(ValidationError) as caught:
         webhook.clean()
     assert {"url", "event_types"} <= set(caught.value.message_dict)
+
+
+def test_admin_pages_and_redeliver_action(
+    client, make_user, developer, receiver, workflow, django_capture_on_commit_callbacks
+):
+    from agentmesh.accounts.models import Role
+
+    r = receiver()
+    webhook, r.secret = services.webhook_create(
+        owner=developer, name="w", url=r.url, event_types=["workflow.execution.failed"]
+    )
+    services.trigger_create(workflow=workflow, actor=developer, name="t")
+    delivery = services.webhook_test(webhook=webhook)
+    client.force_login(make_user(Role.ADMIN, is_staff=True, is_superuser=True))
+    for name in ("webhook", "webhookdelivery", "workflowtrigger"):
+        page = client.get(reverse(f"admin:integration_{name}_changelist"))
+        assert page.status_code == 200, name
+    change = client.get(reverse("admin:integration_webhook_change", args=[webhook.pk]))
+    assert change.status_code == 200
+    assert r.secret not in change.content.decode() and "webhook.test" in change.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        done = client.post(
+            reverse("admin:integration_webhookdelivery_changelist"),
+            {"action": "redeliver", "_selected_action": [str(delivery.pk)]},
+        )
+    assert done.status_code == 302
+    assert WebhookDelivery.objects.filter(message_id=delivery.message_id, status="succeeded").count() == 2
+    assert len(r.requests) == 2 and all(req["verified"] for req in r.requests)
