@@ -149,12 +149,11 @@ class TriggerThrottle(AnonRateThrottle):
     """Per client address, whether or not a token is valid."""
 
     scope = "trigger"
-    rate = "60/minute"
 
     def get_rate(self):
         from django.conf import settings
 
-        return getattr(settings, "TRIGGER_THROTTLE_RATE", self.rate)
+        return getattr(settings, "TRIGGER_THROTTLE_RATE", "60/minute")
 
     def get_cache_key(self, request, view):
         from agentmesh.core.throttling import client_address

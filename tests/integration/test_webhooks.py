@@ -496,3 +496,12 @@ def test_admin_pages_and_redeliver_action(
     assert done.status_code == 302
     assert WebhookDelivery.objects.filter(message_id=delivery.message_id, status="succeeded").count() == 2
     assert len(r.requests) == 2 and all(req["verified"] for req in r.requests)
+
+
+def test_trigger_hook_is_throttled(api_client, client_for, developer, workflow, settings):
+    settings.TRIGGER_THROTTLE_RATE = "2/minute"
+    created = _trigger(client_for(developer), workflow, signed=False)
+    for _ in range(2):
+        assert api_client.post(_hook(created["token"]), {"city": "Oslo"}, format="json").status_code == 202
+    assert_problem(api_client.post(_hook(created["token"]), {"city": "Oslo"}, format="json"), 429)
+    assert_problem(api_client.post(_hook("wht_guess"), {"city": "Oslo"}, format="json"), 429)
