@@ -250,6 +250,10 @@ def webhook_deliver(*, delivery: WebhookDelivery, retry: bool = True) -> Webhook
         if delivery.status != DeliveryStatus.PENDING:
             return None
         webhook = delivery.webhook
+        if not webhook.active and delivery.event_type != TEST_EVENT:  # deactivated since it was queued
+            delivery.status, delivery.error = DeliveryStatus.FAILED, "The webhook is inactive."
+            delivery.save(update_fields=["status", "error", "updated_at"])
+            return None
     body = json.dumps(delivery.payload, separators=(",", ":")).encode()
     stamp = int(time.time())
     headers = {

@@ -166,6 +166,10 @@ def test_only_the_owners_events_are_delivered(client_for, developer, other_devel
     assert not WebhookDelivery.objects.exists()
     _fail_event(developer)
     assert WebhookDelivery.objects.count() == 1
+    # deactivated after the delivery was queued: nothing is sent
+    Webhook.objects.update(active=False)
+    webhook_deliver_task(str(WebhookDelivery.objects.get().pk))
+    assert r.requests == [] and WebhookDelivery.objects.get().status == "failed"
 
 
 def test_delivery_is_queued_after_commit_with_ids_only(
