@@ -11,3 +11,29 @@ class IntegrationConfig(AppConfig):
         from .services.connections import ConnectionResolver
 
         register_connection_resolver(ConnectionResolver())
+
+        from django.db.models.signals import post_save
+
+        from agents.models import AgentRun
+        from observability.models import ObservabilityEvent
+        from workflows.models import WorkflowExecution
+
+        from . import signals
+
+        # webhooks: every recorded event is offered to its owner's subscriptions (observability
+        # never imports integration); two lifecycle events the other apps do not record themselves
+        post_save.connect(
+            signals.dispatch_event_to_webhooks,
+            sender=ObservabilityEvent,
+            dispatch_uid="integration.webhooks.dispatch",
+        )
+        post_save.connect(
+            signals.record_agent_run_succeeded,
+            sender=AgentRun,
+            dispatch_uid="integration.agent_run_succeeded",
+        )
+        post_save.connect(
+            signals.record_waiting_for_approval,
+            sender=WorkflowExecution,
+            dispatch_uid="integration.waiting_for_approval",
+        )

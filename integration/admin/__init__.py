@@ -1,3 +1,6 @@
 """Admin pages of the integration app, one module per area (each area adds its import here)."""
 
-from . import connections  # noqa: F401
+from . import (
+    connections,  # noqa: F401
+    webhooks,  # noqa: F401
+)

@@ -6,6 +6,7 @@ from django.urls import path
 from agentmesh.core.routers import ApiRouter
 
 from .connections import ApiConnectionCreateView, ApiConnectionViewSet, ExternalToolView
+from .webhooks import TriggerHookView, WebhookEventTypesView, WebhookViewSet, WorkflowTriggerViewSet
 
 app_name = "integration-api"
 
@@ -18,4 +19,28 @@ urlpatterns += [
     path("api-connection", ApiConnectionCreateView.as_view({"post": "create"}), name="api-connection-create"),
     path("external-tool", ExternalToolView.as_view(), name="external-tool"),
     *connections_router.urls,
+]
+
+# webhooks and triggers (POST /webhook creates, as in the contract; the rest under /webhooks)
+_webhook = WebhookViewSet.as_view
+_triggers = ApiRouter()
+_triggers.register("triggers", WorkflowTriggerViewSet, basename="trigger")
+urlpatterns += [
+    path("webhook", _webhook({"post": "create"}), name="webhook-create"),
+    path("webhooks", _webhook({"get": "list"}), name="webhook-list"),
+    path(
+        "webhooks/<uuid:pk>",
+        _webhook({"get": "retrieve", "put": "update", "patch": "partial_update", "delete": "destroy"}),
+        name="webhook-detail",
+    ),
+    path("webhooks/<uuid:pk>/test", _webhook({"post": "test"}), name="webhook-test"),
+    path("webhooks/<uuid:pk>/deliveries", _webhook({"get": "deliveries"}), name="webhook-deliveries"),
+    path(
+        "webhooks/<uuid:pk>/deliveries/<uuid:delivery_id>/redeliver",
+        _webhook({"post": "redeliver"}),
+        name="webhook-redeliver",
+    ),
+    path("webhook-event-types", WebhookEventTypesView.as_view(), name="webhook-event-types"),
+    path("hooks/<str:token>", TriggerHookView.as_view(), name="trigger-hook"),
+    *_triggers.urls,
 ]

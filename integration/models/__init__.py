@@ -1,3 +1,4 @@
 """Integration models, one module per area (each area adds its import line here)."""
 
 from .connections import *  # noqa: F403
+from .webhooks import *  # noqa: F403

@@ -1,1 +1,3 @@
 """Celery tasks of the integration app, one module per area (each area adds its import here)."""
+
+from .webhooks import *  # noqa: F403

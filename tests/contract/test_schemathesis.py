@@ -63,6 +63,12 @@ def real_objects(base_url: str, headers: dict, user) -> dict[str, str]:
         )
         workflow_execution = post(f"/api/v1/workflows/{workflow.pk}/execute", {"mode": "sync"})
         alert = post("/api/v1/observability/alerts", {"title": "contract"})
+    from integration.services.webhooks import trigger_create, webhook_create
+
+    webhook, _ = webhook_create(
+        owner=user, name="contract", url="http://127.0.0.1:9/hook", event_types=["alert.fired"]
+    )
+    trigger, _, _ = trigger_create(workflow=workflow, actor=user, name="contract")
     return {
         "/api/v1/agents": agent["id"],
         "/api/v1/agents/runs": run["id"],
@@ -78,6 +84,8 @@ def real_objects(base_url: str, headers: dict, user) -> dict[str, str]:
         "/api/v1/master-data/constraints": str(make_constraint(user).pk),
         "/api/v1/observability/alerts": alert["id"],
         "/api/v1/templates": str(template.pk),
+        "/api/v1/integration/webhooks": str(webhook.pk),
+        "/api/v1/integration/triggers": str(trigger.pk),
         "/api/v1/test/widgets": str(Widget.objects.create(owner=user, name="w").pk),
         "/api/v1/integration/api-connections": str(make_api_connection(user).pk),
     }
