@@ -1,1 +1,3 @@
 """Admin pages of the integration app, one module per area (each area adds its import here)."""
+
+from . import bundle  # noqa: F401

@@ -1,1 +1,3 @@
 """Celery tasks of the integration app, one module per area (each area adds its import here)."""
+
+from .bundle import *  # noqa: F403
