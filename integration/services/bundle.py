@@ -624,7 +624,9 @@ def _check_shape(data: Any) -> None:
             raise BundleInvalid(f"The bundle has more than {MAX_BUNDLE_NODES} values.", field="file")
         if isinstance(value, dict | list):
             if depth > MAX_BUNDLE_DEPTH:
-                raise BundleInvalid(f"The bundle is nested deeper than {MAX_BUNDLE_DEPTH} levels.", field="file")
+                raise BundleInvalid(
+                    f"The bundle is nested deeper than {MAX_BUNDLE_DEPTH} levels.", field="file"
+                )
             stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
 
 

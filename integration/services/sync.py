@@ -15,6 +15,7 @@ from rest_framework.exceptions import ValidationError
 from agentmesh.core.audit import audited
 from agentmesh.core.exceptions import ServiceValidationError, flatten_errors
 from agentmesh.core.safe_http import SafeHTTPError, safe_request
+from masterdata.models import Secret
 
 from ..models import IntegrationJob, JobKind, JobStatus
 from .bundle import (
@@ -24,6 +25,7 @@ from .bundle import (
     BundleInvalid,
     _check_bundle,
     _Exporter,
+    _import_secret,
     _Importer,
     _ItemError,
     _order_models,
@@ -105,14 +107,7 @@ def _sync_item(imp: _Importer, exporter: _Exporter, kind, item: Any, path: str, 
         item = {k: v for k, v in item.items() if k != "owner"}
         owner = imp.owner
         if kind.name == "models":
-            secret_ref = item.get("api_key_secret")
-            if secret_ref is not None:
-                try:
-                    imp.resolve("secrets", secret_ref, owner, f"{path}.api_key_secret")
-                except _ItemError:
-                    item = {**item, "api_key_secret": None, "is_active": False}
-                    secret_name = secret_ref.get("name") if isinstance(secret_ref, dict) else secret_ref
-                    notes.append(f"inactive: secret {secret_name!r} is missing here; create it and link it")
+            item = _without_secret_value(imp, item, owner, path, notes)
         existing = kind.model.objects.filter(owner=owner, name=name.strip()).first()
         with transaction.atomic():
             if existing is None:
@@ -143,6 +138,24 @@ def _sync_item(imp: _Importer, exporter: _Exporter, kind, item: Any, path: str, 
     if notes:
         entry["notes"] = notes
     return entry
+
+
+def _without_secret_value(imp: _Importer, item: dict, owner, path: str, notes: list[str]) -> dict:
+    """A model's secret is linked by name; a missing one is created without a value (never
+    synced) and the model stays inactive until the value is set."""
+    ref = item.get("api_key_secret")
+    if not isinstance(ref, dict) or not isinstance(ref.get("name"), str):
+        return item
+    ref = {"name": ref["name"]}  # always the caller's own secret of that name
+    item = {**item, "api_key_secret": ref}
+    secret = Secret.objects.filter(owner=owner, name=ref["name"]).first()
+    if secret is None:
+        secret = _import_secret(imp, {"name": ref["name"], "description": ""}, owner, None, path, [])
+        notes.append(f"secret {ref['name']!r} was missing: created without a value, set it")
+    if not secret.encrypted_value:
+        item["is_active"] = False
+        notes.append(f"inactive: its secret {ref['name']!r} has no value yet")
+    return item
 
 
 # --- the job ----------------------------------------------------------------------------------
