@@ -202,10 +202,15 @@ class _Exporter:
         return item
 
 
-def bundle_export(*, user, include: list[str] | None = None, ids: list | None = None) -> dict:
-    """The export bundle of what `user` owns (an admin: everything), as a JSON-able dict.
-    `include` limits the kinds; `ids` limits the objects (of every included kind) to these ids."""
-    system = is_admin(user)
+def bundle_export(
+    *, user, include: list[str] | None = None, ids: list | None = None, whole_system: bool | None = None
+) -> dict:
+    """The export bundle of what `user` owns (an admin, or `whole_system` with user None for a
+    management command: everything), as a JSON-able dict. `include` limits the kinds; `ids`
+    limits the objects (of every included kind) to these ids."""
+    system = is_admin(user) if whole_system is None else whole_system
+    if user is None and not system:
+        raise ServiceValidationError("Export whose data? Give a user.", field="owner")
     kinds = [k for k in (include or available_kinds()) if k in EXPORT_KINDS]
     exporter = _Exporter(user=user, system=system)
     bundle: dict[str, Any] = {
@@ -253,7 +258,7 @@ class _Importer:
     actor: Any
     owner: Any
     on_conflict: str
-    system: bool
+    keep_owners: bool  # a system bundle imported by an admin (or the system): items keep their owner
     report: list[dict] = field(default_factory=list)
     mapping: dict = field(default_factory=dict)  # (kind, owner_id, name) -> object
     users: dict = field(default_factory=dict)
@@ -269,8 +274,10 @@ class _Importer:
 
     def item_owner(self, item: dict, path: str):
         username = item.get("owner")
-        if username and self.system and self.actor is not None and is_admin(self.actor):
+        if username and self.keep_owners:
             return self.user_named(username, f"{path}.owner")
+        if self.owner is None:
+            raise _error(f"{path}.owner", "Whose is this item? Import with an owner.", "required")
         return self.owner
 
     def resolve(self, kind: str, ref: Any, owner, path: str):
@@ -282,8 +289,8 @@ class _Importer:
         obj = self.mapping.get((kind, ref_owner.pk, ref["name"]))
         if obj is None:
             obj = EXPORT_KINDS[kind].model.objects.filter(owner=ref_owner, name=ref["name"]).first()
-        actor = self.actor or owner
-        if obj is None or not has_object_action(actor, obj, "use"):
+        checker = self.actor or (None if self.keep_owners else owner)  # None: the system, trusted
+        if obj is None or (checker is not None and not has_object_action(checker, obj, "use")):
             raise _error(path, f"No {kind[:-1]} named {ref['name']!r} that you may use.", "not_found")
         return obj
 
@@ -540,15 +547,9 @@ def bundle_import(
     _check_bundle(bundle)
     if on_conflict not in ON_CONFLICT:
         raise ServiceValidationError(f"One of: {', '.join(ON_CONFLICT)}.", field="on_conflict")
-    owner = owner or actor
-    imp = _Importer(
-        actor=actor,
-        owner=owner,
-        on_conflict=on_conflict,
-        system=bundle.get("metadata", {}).get("scope") == "system"
-        if isinstance(bundle.get("metadata"), dict)
-        else False,
-    )
+    metadata = bundle.get("metadata") if isinstance(bundle.get("metadata"), dict) else {}
+    keep_owners = metadata.get("scope") == "system" and owner is None and (actor is None or is_admin(actor))
+    imp = _Importer(actor=actor, owner=owner or actor, on_conflict=on_conflict, keep_owners=keep_owners)
     wanted = [k for k in (kinds or EXPORT_KINDS) if k in EXPORT_KINDS]
     with transaction.atomic():
         for name, kind in EXPORT_KINDS.items():

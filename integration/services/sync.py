@@ -74,7 +74,7 @@ def master_data_sync(
     if on_conflict not in ON_CONFLICT:
         raise ServiceValidationError(f"One of: {', '.join(ON_CONFLICT)}.", field="on_conflict")
     wanted = [k for k in (kinds or SYNC_KINDS) if k in SYNC_KINDS]
-    imp = _Importer(actor=owner, owner=owner, on_conflict="overwrite", system=False)
+    imp = _Importer(actor=owner, owner=owner, on_conflict="overwrite", keep_owners=False)
     exporter = _Exporter(user=owner, system=False)
     report: list[dict] = []
     with transaction.atomic():
