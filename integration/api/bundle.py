@@ -11,6 +11,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from agentmesh.core.exceptions import problem
 from agentmesh.core.parsers import DepthLimitedJSONParser
 from agentmesh.core.permissions import is_admin
 
@@ -69,7 +70,14 @@ class _ImportBase(APIView):
 
     def run_import(self, request, bundle, *, dry_run: bool, on_conflict: str) -> Response:
         report = bundle_import(bundle=bundle, actor=request.user, dry_run=dry_run, on_conflict=on_conflict)
-        return Response(report, status=status.HTTP_200_OK if report["ok"] else status.HTTP_400_BAD_REQUEST)
+        if report["ok"]:
+            return Response(report)
+        # The one error shape, each failing field named by its path in the bundle; the whole
+        # per-item report rides along under `report`.
+        failed = [entry for entry in report["items"] if entry["status"] == "error"]
+        errors = [error for entry in failed for error in entry["errors"]]
+        body = problem(400, f"Nothing imported: {len(failed)} item(s) failed validation.", errors)
+        return Response({**body, "report": report}, status=status.HTTP_400_BAD_REQUEST)
 
 
 class ImportView(_ImportBase):
@@ -79,7 +87,7 @@ class ImportView(_ImportBase):
     @extend_schema(
         operation_id="integration_import",
         request=ImportRequestSerializer,
-        responses={200: ImportReportSerializer, 400: ImportReportSerializer},
+        responses={200: ImportReportSerializer},
     )
     def post(self, request):
         """Import a bundle (JSON {bundle, dry_run, on_conflict}, or a YAML bundle with those in the query)."""
@@ -105,7 +113,7 @@ class ImportFileView(_ImportBase):
     @extend_schema(
         operation_id="integration_import_file",
         request={"multipart/form-data": ImportFileRequestSerializer},
-        responses={200: ImportReportSerializer, 400: ImportReportSerializer},
+        responses={200: ImportReportSerializer},
     )
     def post(self, request):
         """Import a bundle file (JSON or YAML, multipart upload, size-capped)."""

@@ -98,6 +98,8 @@ class SyncRequestSerializer(StrictSerializer):
 
 class IntegrationJobSerializer(StrictModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True)
+    # A plain string (one value for now: sync_master_data): a second "kind" enum would collide.
+    kind = serializers.CharField(read_only=True, help_text="sync_master_data")
 
     class Meta:
         model = IntegrationJob

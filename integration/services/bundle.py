@@ -34,6 +34,7 @@ import copy
 import json
 import re
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -376,19 +377,16 @@ def _import_prompt(imp: _Importer, item, owner, existing, path, notes):
         raise _error(f"{path}.versions", "A list of at least one {version, template, variables}.")
     fields = _fields(item, PROMPT_EXPORT)
     first, *rest = versions
-    if existing is None:
-        prompt = prompt_create(
-            owner=owner,
-            actor=imp.actor,
-            name=item["name"],
-            template=first.get("template", ""),
-            variables=first.get("variables") or [],
-            **fields,
-        )
-    else:
-        prompt = prompt_update(prompt=existing, actor=imp.actor, **fields, **_version_fields(first))
-    for version in rest:
-        prompt = prompt_update(prompt=prompt, actor=imp.actor, **_version_fields(version))
+    with _errors_under(f"{path}.versions[0]", "template"):
+        if existing is None:
+            prompt = prompt_create(
+                owner=owner, actor=imp.actor, name=item["name"], **_version_fields(first), **fields
+            )
+        else:
+            prompt = prompt_update(prompt=existing, actor=imp.actor, **fields, **_version_fields(first))
+    for index, version in enumerate(rest, start=1):
+        with _errors_under(f"{path}.versions[{index}]", "template"):
+            prompt = prompt_update(prompt=prompt, actor=imp.actor, **_version_fields(version))
     return prompt
 
 
@@ -456,15 +454,34 @@ def _import_workflow(imp: _Importer, item, owner, existing, path, notes):
         for i, v in enumerate(versions)
     ]
     first, *rest = definitions
-    if existing is None:
-        workflow = workflow_create(
-            owner=owner, actor=imp.actor, name=item["name"], definition=first, **fields
-        )
-    else:
-        workflow = workflow_update(workflow=existing, actor=imp.actor, definition=first, **fields)
-    for definition in rest:
-        workflow = workflow_update(workflow=workflow, actor=imp.actor, definition=definition)
+    with _errors_under(f"{path}.versions[0]", "definition"):
+        if existing is None:
+            workflow = workflow_create(
+                owner=owner, actor=imp.actor, name=item["name"], definition=first, **fields
+            )
+        else:
+            workflow = workflow_update(workflow=existing, actor=imp.actor, definition=first, **fields)
+    for index, definition in enumerate(rest, start=1):
+        with _errors_under(f"{path}.versions[{index}]", "definition"):
+            workflow = workflow_update(workflow=workflow, actor=imp.actor, definition=definition)
     return workflow
+
+
+@contextmanager
+def _errors_under(version_path: str, versioned: str):
+    """A service error on a versioned field (definition…, template…) is named by its version's
+    path in the bundle; other fields by the item's."""
+    try:
+        yield
+    except ValidationError as exc:
+        item_path = version_path.rsplit(".versions[", 1)[0]
+        errors = []
+        for error in flatten_errors(exc.detail):
+            name = error.get("field") or ""
+            root = name.split(".")[0].split("[")[0]
+            base = version_path if root in (versioned, "variables") else item_path
+            errors.append({**error, "field": f"{base}.{name}" if name else base})
+        raise _ItemError(errors) from exc
 
 
 KIND_EXTRA_FIELDS = {

@@ -191,8 +191,8 @@ def test_import_is_atomic_a_bad_last_item_writes_nothing(developer, client_for):
     bundle["workflows"][-1]["versions"][0]["definition"] = {"nodes": [{"id": "x", "type": "nope"}]}
     events_before = Event.objects.count()
     response = client.post(IMPORT, {"bundle": bundle}, format="json")
-    assert response.status_code == 400
-    report = response.json()
+    body = assert_problem(response, 400, "workflows[0].versions[0].definition.nodes[0].type")
+    report = body["report"]
     assert not report["ok"] and not report["written"]
     bad = [i for i in report["items"] if i["status"] == "error"]
     assert len(bad) == 1 and bad[0]["kind"] == "workflows"
@@ -209,8 +209,8 @@ def test_bad_reference_names_its_path(developer, client_for):
         "kind": "AgentMeshExport",
         "agents": [{"name": "a", "model": {"name": "missing"}}],
     }
-    report = client.post(IMPORT, {"bundle": bundle}, format="json").json()
-    assert report["items"][0]["errors"][0]["field"] == "agents[0].model"
+    body = assert_problem(client.post(IMPORT, {"bundle": bundle}, format="json"), 400, "agents[0].model")
+    assert body["report"]["items"][0]["status"] == "error"
 
 
 def test_dry_run_writes_nothing(developer, other_developer, client_for):
