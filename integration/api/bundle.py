@@ -52,7 +52,9 @@ class ExportView(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(
-        operation_id="integration_export", request=ExportRequestSerializer, responses={200: BundleSerializer}
+        operation_id="integration_export",
+        request=ExportRequestSerializer,
+        responses={(200, "application/json"): BundleSerializer, (200, "application/yaml"): BundleSerializer},
     )
     def post(self, request):
         """Export what you own (an admin: the whole system) as a versioned bundle; no secret values."""
