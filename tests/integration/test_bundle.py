@@ -274,3 +274,37 @@ def test_billion_laughs_and_garbage_are_400(developer, client_for):
     # multipart is refused where it is not declared
     upload = SimpleUploadedFile("b.json", b"{}")
     assert client.post(IMPORT, {"file": upload}, format="multipart").status_code == 415
+
+
+def test_every_imported_object_and_valueless_secret_is_audited(developer, other_developer, client_for):
+    make_setup(developer)
+    bundle = client_for(developer).post(EXPORT, {}, format="json").json()
+    report = client_for(other_developer).post(IMPORT, {"bundle": bundle}, format="json").json()
+    ids = {item["id"] for item in report["items"]}
+    audited = set(
+        Event.objects.filter(type="audit.create", resource_id__in=ids).values_list("resource_id", flat=True)
+    )
+    assert audited == ids
+    secret_event = Event.objects.get(
+        type="audit.create", resource_id=next(i["id"] for i in report["items"] if i["kind"] == "secrets")
+    )
+    assert secret_event.actor == other_developer
+    assert SECRET_VALUE not in json.dumps(secret_event.payload)
+
+
+def test_job_admin_pages_are_read_only(client, make_user, developer):
+    from integration.models import IntegrationJob, JobKind
+
+    admin = make_user("admin", is_staff=True, is_superuser=True)
+    job = IntegrationJob.objects.create(
+        kind=JobKind.SYNC_MASTER_DATA, owner=developer, params={"source": "http://x"}
+    )
+    client.force_login(admin)
+    assert client.get("/admin/integration/integrationjob/").status_code == 200
+    page = client.get(f"/admin/integration/integrationjob/{job.pk}/change/")
+    assert page.status_code == 200 and b"http://x" in page.content
+    assert client.get("/admin/integration/integrationjob/add/").status_code == 403
+    assert (
+        client.post(f"/admin/integration/integrationjob/{job.pk}/delete/", {"post": "yes"}).status_code == 403
+    )
+    assert IntegrationJob.objects.filter(pk=job.pk).exists()
