@@ -93,6 +93,9 @@ class SyncRequestSerializer(StrictSerializer):
         url = serializers.URLField().run_validation(value)
         if not url.startswith(("http://", "https://")):
             raise serializers.ValidationError("An http(s) URL.")
+        if "@" in url.split("://", 1)[1].split("/", 1)[0]:
+            # The URL is kept in the job's params: no credentials in it.
+            raise serializers.ValidationError("No user name or password in the URL.")
         return url
 
 

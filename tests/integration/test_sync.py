@@ -178,6 +178,7 @@ def test_sync_refuses_unsafe_and_connection_sources(
     client = client_for(developer)
     assert_problem(client.post(SYNC, {"source": "connection"}, format="json"), 400, "source")
     assert_problem(client.post(SYNC, {"source": "ftp://x"}, format="json"), 400, "source")
+    assert_problem(client.post(SYNC, {"source": "http://u:pw@127.0.0.1/x"}, format="json"), 400, "source")
     assert_problem(client.post(SYNC, {"source": "http://x", "kinds": ["agents"]}, format="json"), 400)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(SYNC, {"source": "http://169.254.169.254/latest"}, format="json")
