@@ -72,6 +72,7 @@ from workflows.services import workflow_create, workflow_update
 API_VERSION = "agentmesh/v1"
 BUNDLE_KIND = "AgentMeshExport"
 ON_CONFLICT = ("skip", "overwrite", "rename")
+NEEDS_VALUE_MASK = "(needs value)"
 MAX_ITEMS = 5000  # per bundle, all kinds together
 ID_KEYS = {"agent_id": "agents", "tool_id": "tools", "workflow_id": "workflows", "secret_id": "secrets"}
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
@@ -362,7 +363,11 @@ def _import_secret(imp: _Importer, item, owner, existing, path, notes):
     if existing is not None:
         return secret_update(secret=existing, description=item.get("description", existing.description))
     secret = Secret(
-        owner=owner, name=item["name"].strip(), description=item.get("description") or "", encrypted_value=""
+        owner=owner,
+        name=item["name"].strip(),
+        description=item.get("description") or "",
+        encrypted_value="",
+        mask=NEEDS_VALUE_MASK,  # what the API and admin show instead of a masked value
     )
     ensure_unique_per_owner(secret, "name")
     secret.save()

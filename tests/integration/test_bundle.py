@@ -308,3 +308,19 @@ def test_job_admin_pages_are_read_only(client, make_user, developer):
         client.post(f"/admin/integration/integrationjob/{job.pk}/delete/", {"post": "yes"}).status_code == 403
     )
     assert IntegrationJob.objects.filter(pk=job.pk).exists()
+
+
+def test_a_valueless_imported_secret_shows_it_and_does_not_break_key_rotation(developer, client_for):
+    from masterdata.services import secret_keys_rotate, secret_update
+
+    make_setup(developer)
+    client = client_for(developer)
+    bundle = client.post(EXPORT, {"include": ["secrets"]}, format="json").json()
+    delete_everything(developer)
+    assert client.post(IMPORT, {"bundle": bundle}, format="json").json()["ok"]
+    secret = Secret.objects.get(owner=developer, name="openai-key")
+    listed = client.get(reverse("masterdata-api:secret-detail", args=[secret.pk])).json()
+    assert listed["mask"] == "(needs value)"
+    assert secret_keys_rotate() == 0  # nothing to re-encrypt, and no failure
+    secret_update(secret=secret, value="sk-new-value-123456")
+    assert secret_keys_rotate() == 1
