@@ -418,7 +418,10 @@ def secret_keys_rotate(*, batch_size: int = 500) -> int:
     count = 0
     batch: list[Secret] = []
     for secret in (
-        Secret.objects.select_for_update().only("pk", "encrypted_value").iterator(chunk_size=batch_size)
+        Secret.objects.select_for_update()
+        .exclude(encrypted_value="")  # imported without a value (integration import): nothing to rotate
+        .only("pk", "encrypted_value")
+        .iterator(chunk_size=batch_size)
     ):
         try:
             secret.encrypted_value = crypto.rotate(secret.encrypted_value)

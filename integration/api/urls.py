@@ -5,6 +5,7 @@ from django.urls import path
 
 from agentmesh.core.routers import ApiRouter
 
+from . import bundle
 from .connections import ApiConnectionCreateView, ApiConnectionViewSet, ExternalToolView
 from .webhooks import TriggerHookView, WebhookEventTypesView, WebhookViewSet, WorkflowTriggerViewSet
 
@@ -43,4 +44,13 @@ urlpatterns += [
     path("webhook-event-types", WebhookEventTypesView.as_view(), name="webhook-event-types"),
     path("hooks/<str:token>", TriggerHookView.as_view(), name="trigger-hook"),
     *_triggers.urls,
+]
+
+# export, import and master-data sync
+urlpatterns += [
+    path("export", bundle.ExportView.as_view(), name="export"),
+    path("import", bundle.ImportView.as_view(), name="import"),
+    path("import-file", bundle.ImportFileView.as_view(), name="import-file"),
+    path("sync-master-data", bundle.SyncMasterDataView.as_view(), name="sync-master-data"),
+    path("jobs/<uuid:pk>", bundle.IntegrationJobView.as_view(), name="job-detail"),
 ]

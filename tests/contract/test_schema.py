@@ -22,14 +22,19 @@ def operations(document):
                 yield path, method, operation
 
 
-# The one file upload: a template document as JSON (the body) or a multipart `file`.
-FILE_UPLOADS = {("post", "/api/v1/templates/import"): {"application/json", "multipart/form-data"}}
+# The only exceptions, declared on those views alone: a template document or an export bundle as
+# a file upload, or the bundle as a YAML body.
+NOT_JSON_ONLY = {
+    ("post", "/api/v1/templates/import"): {"application/json", "multipart/form-data"},
+    ("post", "/api/v1/integration/import"): {"application/json", "application/yaml", "application/x-yaml"},
+    ("post", "/api/v1/integration/import-file"): {"multipart/form-data"},
+}
 
 
 def test_request_bodies_are_json_only(document):
     for path, method, operation in operations(document):
         if "requestBody" in operation:
-            expected = FILE_UPLOADS.get((method, path), {"application/json"})
+            expected = NOT_JSON_ONLY.get((method, path), {"application/json"})
             assert set(operation["requestBody"]["content"]) == expected, (method, path)
 
 

@@ -33,6 +33,7 @@ EXCLUDED = {("GET", "/api/v1/workflows/executions/{id}/events")}
 
 def real_objects(base_url: str, headers: dict, user) -> dict[str, str]:
     """One object of each kind the user owns or started, by the path prefix of its detail route."""
+    from integration.models import IntegrationJob, JobKind
     from integration.services import demo_seed
     from tools.models import Tool
     from workflows import services as workflow_services
@@ -88,6 +89,9 @@ def real_objects(base_url: str, headers: dict, user) -> dict[str, str]:
         "/api/v1/integration/triggers": str(trigger.pk),
         "/api/v1/test/widgets": str(Widget.objects.create(owner=user, name="w").pk),
         "/api/v1/integration/api-connections": str(make_api_connection(user).pk),
+        "/api/v1/integration/jobs": str(
+            IntegrationJob.objects.create(kind=JobKind.SYNC_MASTER_DATA, owner=user).pk
+        ),
     }
 
 
