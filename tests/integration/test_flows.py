@@ -283,6 +283,12 @@ def test_plain_user_may_not_batch_create(client_for, plain_user):
             f"{BASE}/batch/{kind}", {"items": [{"name": "x"}]}, format="json"
         )
         assert_problem(response, 403)
+    inline = client_for(plain_user).post(
+        f"{BASE}/deploy-agent-workflow",
+        {"agent": {"name": "a"}, "workflow": {"name": "f", "definition": flow_definition()}},
+        format="json",
+    )
+    assert_problem(inline, 403)
 
 
 # --- status --------------------------------------------------------------------------------------
