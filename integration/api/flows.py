@@ -12,7 +12,6 @@ from rest_framework.views import APIView
 
 from agentmesh.core.exceptions import flatten_errors
 from agentmesh.core.permissions import has_object_action
-from agents.api.serializers import DeployFailedSerializer
 from agents.models import Agent
 from agents.services import DeployFailed
 from observability.api.serializers import EventBatchResultSerializer
@@ -28,12 +27,14 @@ from .flows_serializers import (
     BatchCreateSerializer,
     DeployAgentWorkflowResultSerializer,
     DeployAgentWorkflowSerializer,
+    FlowProblemSerializer,
     IntegrationStatusSerializer,
 )
 
 
 class _FlowView(APIView):
     permission_classes = [IsAuthenticated]
+    may_not_exist = True  # a template or an id the caller may not see is a 404
 
     def handle_exception(self, exc):
         response = super().handle_exception(exc)
@@ -60,7 +61,7 @@ class AgentFromTemplateView(_FlowView):
         operation_id="integration_agent_from_template",
         summary="Create an agent from a template",
         request=AgentFromTemplateSerializer,
-        responses={201: AgentFromTemplateResultSerializer, 400: DeployFailedSerializer},
+        responses={201: AgentFromTemplateResultSerializer, 400: FlowProblemSerializer},
     )
     def post(self, request):
         """Instantiate a template of kind agent (a bundle: 400, use its instantiate) with
@@ -110,7 +111,7 @@ class DeployAgentWorkflowView(_FlowView):
         responses={
             200: DeployAgentWorkflowResultSerializer,
             201: DeployAgentWorkflowResultSerializer,
-            400: DeployFailedSerializer,
+            400: FlowProblemSerializer,
         },
     )
     def post(self, request):
@@ -147,6 +148,7 @@ class DeployAgentWorkflowView(_FlowView):
 
 class _BatchView(_FlowView):
     kind: str
+    may_not_exist = False
 
     def post(self, request):
         data = BatchCreateSerializer(data=request.data)

@@ -1,7 +1,12 @@
 from rest_framework import serializers
 
 from agentmesh.core.serializers import StrictSerializer
-from agents.api.serializers import AgentSerializer, DeployResultSerializer
+from agents.api.serializers import (
+    AgentSerializer,
+    DeployCheckSerializer,
+    DeployFailedSerializer,
+    DeployResultSerializer,
+)
 from workflows.api.serializers import WorkflowSerializer
 
 AGENT_OR_ID = (
@@ -63,3 +68,9 @@ class IntegrationStatusSerializer(StrictSerializer):
         child=serializers.DictField(),
         help_text="One object per integration area (flows, webhooks, connections, jobs), free-form.",
     )
+
+
+class FlowProblemSerializer(DeployFailedSerializer):
+    """The API error shape; with `checks` (the whole deploy report) when a deploy check failed."""
+
+    checks = DeployCheckSerializer(many=True, required=False, help_text="Only when a deploy check failed.")
