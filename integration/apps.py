@@ -37,3 +37,8 @@ class IntegrationConfig(AppConfig):
             sender=WorkflowExecution,
             dispatch_uid="integration.waiting_for_approval",
         )
+
+        from .selectors_flows import flows_status
+        from .status import register_status_section
+
+        register_status_section("flows", flows_status)

@@ -376,6 +376,10 @@ TEMPLATES_IMPORT_MAX_BYTES = env_int("TEMPLATES_IMPORT_MAX_BYTES", 1_048_576)
 TEMPLATES_IMPORT_MAX_NODES = env_int("TEMPLATES_IMPORT_MAX_NODES", 100_000)
 TEMPLATES_IMPORT_MAX_ALIASES = env_int("TEMPLATES_IMPORT_MAX_ALIASES", 1_000)
 
+# --- Integration: flows and batch ----------------------------------------------------------
+# Items one POST /integration/batch/agents or /batch/workflows may carry.
+INTEGRATION_BATCH_MAX_ITEMS = env_int("INTEGRATION_BATCH_MAX_ITEMS", 100)
+
 # --- Tools ----------------------------------------------------------------------------------
 TOOLS_MAX_TIMEOUT_SECONDS = env_int("TOOLS_MAX_TIMEOUT_SECONDS", 300)
 # `POST /tools/{id}/execute` without ?async waits at most this long (the call times out after).

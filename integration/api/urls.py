@@ -5,7 +5,7 @@ from django.urls import path
 
 from agentmesh.core.routers import ApiRouter
 
-from . import bundle
+from . import bundle, flows
 from .connections import ApiConnectionCreateView, ApiConnectionViewSet, ExternalToolView
 from .webhooks import TriggerHookView, WebhookEventTypesView, WebhookViewSet, WorkflowTriggerViewSet
 
@@ -53,4 +53,13 @@ urlpatterns += [
     path("import-file", bundle.ImportFileView.as_view(), name="import-file"),
     path("sync-master-data", bundle.SyncMasterDataView.as_view(), name="sync-master-data"),
     path("jobs/<uuid:pk>", bundle.IntegrationJobView.as_view(), name="job-detail"),
+]
+
+# cross-domain flows, batch creates and the integration status
+urlpatterns += [
+    path("agent-from-template", flows.AgentFromTemplateView.as_view(), name="agent-from-template"),
+    path("deploy-agent-workflow", flows.DeployAgentWorkflowView.as_view(), name="deploy-agent-workflow"),
+    path("batch/agents", flows.BatchAgentsView.as_view(), name="batch-agents"),
+    path("batch/workflows", flows.BatchWorkflowsView.as_view(), name="batch-workflows"),
+    path("status", flows.IntegrationStatusView.as_view(), name="status"),
 ]
