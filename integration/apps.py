@@ -39,6 +39,10 @@ class IntegrationConfig(AppConfig):
         )
 
         from .selectors_flows import flows_status
+        from .selectors_status import connections_status, jobs_status, webhooks_status
         from .status import register_status_section
 
         register_status_section("flows", flows_status)
+        register_status_section("webhooks", webhooks_status)
+        register_status_section("connections", connections_status)
+        register_status_section("jobs", jobs_status)

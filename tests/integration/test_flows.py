@@ -314,3 +314,56 @@ def test_status_lists_the_registered_sections(client_for, developer):
     assert sections["flows"]["batch_max_items"] == 100
     assert sections["flows"]["created_24h"]["agents"] == 1
     assert sections["broken"] == {"error": "ZeroDivisionError"}
+
+
+def test_status_sections_of_webhooks_connections_and_jobs_show_only_what_the_user_may_see(
+    client_for, developer, other_developer, admin_user
+):
+    from django.utils import timezone
+
+    from integration.models import (
+        ApiConnection,
+        DeliveryStatus,
+        IntegrationJob,
+        JobKind,
+        Webhook,
+        WebhookDelivery,
+    )
+
+    hook = Webhook.objects.create(
+        owner=developer, name="h", url="https://hooks.example.com/in", event_types=["alert.fired"]
+    )
+    Webhook.objects.create(
+        owner=developer, name="off", url="https://hooks.example.com/off", event_types=[], active=False
+    )
+    for status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED):
+        WebhookDelivery.objects.create(
+            webhook=hook,
+            message_id=f"msg_{status}_{WebhookDelivery.objects.count()}",
+            event_type="alert.fired",
+            payload={},
+            status=status,
+            attempted_at=timezone.now(),
+        )
+    ApiConnection.objects.create(
+        owner=developer, name="crm", base_url="https://crm.example.com", last_check_ok=True,
+        last_check_at=timezone.now(),
+    )  # fmt: skip
+    ApiConnection.objects.create(owner=other_developer, name="theirs", base_url="https://x.example.com")
+    IntegrationJob.objects.create(kind=JobKind.SYNC_MASTER_DATA, owner=developer)
+    IntegrationJob.objects.create(kind=JobKind.SYNC_MASTER_DATA, owner=other_developer)
+
+    sections = client_for(developer).get(f"{BASE}/status").json()["sections"]
+    assert sections["webhooks"]["active"] == 1 and sections["webhooks"]["disabled"] == 1
+    assert sections["webhooks"]["attempts_24h"] == 3
+    assert sections["webhooks"]["success_rate_24h"] == pytest.approx(2 / 3)
+    assert sections["connections"]["total"] == 1 and sections["connections"]["healthy"] == 1
+    assert [item["name"] for item in sections["connections"]["items"]] == ["crm"]
+    assert len(sections["jobs"]["recent"]) == 1
+
+    theirs = client_for(other_developer).get(f"{BASE}/status").json()["sections"]
+    assert theirs["webhooks"]["active"] == 0 and theirs["webhooks"]["success_rate_24h"] is None
+    assert [item["name"] for item in theirs["connections"]["items"]] == ["theirs"]
+
+    everything = client_for(admin_user).get(f"{BASE}/status").json()["sections"]
+    assert everything["connections"]["total"] == 2 and len(everything["jobs"]["recent"]) == 2
