@@ -12,16 +12,20 @@ class IntegrationConfig(AppConfig):
 
         register_connection_resolver(ConnectionResolver())
 
-        from django.db.models.signals import post_save
+        # webhooks: every recorded event is offered to its owner's subscriptions (observability
+        # never imports integration); two lifecycle events the other apps do not record themselves
+        from django.db.models.signals import post_delete, post_save
 
         from agents.models import AgentRun
         from observability.models import ObservabilityEvent
         from workflows.models import WorkflowExecution
 
         from . import signals
+        from .models import Webhook
+        from .services.webhooks import subscriptions_clear
 
-        # webhooks: every recorded event is offered to its owner's subscriptions (observability
-        # never imports integration); two lifecycle events the other apps do not record themselves
+        post_save.connect(subscriptions_clear, sender=Webhook, dispatch_uid="integration.subs.saved")
+        post_delete.connect(subscriptions_clear, sender=Webhook, dispatch_uid="integration.subs.deleted")
         post_save.connect(
             signals.dispatch_event_to_webhooks,
             sender=ObservabilityEvent,

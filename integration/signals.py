@@ -9,9 +9,9 @@ def dispatch_event_to_webhooks(sender, instance, created, **kwargs) -> None:
     """A recorded event → deliveries to its owner's subscribed webhooks (never breaks recording)."""
     from django.db import transaction
 
-    from .services.webhooks import EVENT_CATALOGUE, webhooks_dispatch_event
+    from .services.webhooks import is_subscribed, webhooks_dispatch_event
 
-    if not created or instance.type not in EVENT_CATALOGUE or instance.actor_id is None:
+    if not created or not is_subscribed(instance.actor_id, instance.type):
         return  # most events: no savepoint, no query
 
     try:
@@ -27,8 +27,12 @@ def record_agent_run_succeeded(sender, instance, update_fields=None, **kwargs) -
     from agents.models import RunStatus
     from observability.services import event_record
 
+    from .services.webhooks import is_subscribed
+
     if not update_fields or "finished_at" not in update_fields or instance.status != RunStatus.SUCCEEDED:
         return
+    if not is_subscribed(instance.user_id, "agent.run.succeeded"):
+        return  # only webhooks want it: no extra write on every run otherwise
     event_record(
         type="agent.run.succeeded",
         source="integration",

@@ -58,6 +58,34 @@ EVENT_CATALOGUE: dict[str, str] = {
 }
 TEST_EVENT = "webhook.test"
 
+# Which users subscribe to which event types, kept per process for a few seconds: events are
+# recorded on hot paths (every agent run, every workflow step's end), and most users have no
+# webhook, so most events must cost no query. A webhook saved or deleted in this process
+# clears it at once (IntegrationConfig.ready); other processes see it within the interval.
+SUBSCRIPTIONS_CACHE_SECONDS = 5.0
+_subscriptions: dict = {"at": float("-inf"), "by_type": {}}
+
+
+def subscriptions_clear(**_kwargs) -> None:
+    _subscriptions["at"] = float("-inf")
+
+
+def is_subscribed(user_id, event_type: str) -> bool:
+    """Whether an active webhook of `user_id` subscribes to `event_type` (cached, see above)."""
+    if user_id is None or event_type not in EVENT_CATALOGUE:
+        return False
+    now = time.monotonic()
+    if now - _subscriptions["at"] > SUBSCRIPTIONS_CACHE_SECONDS:
+        by_type: dict[str, set] = {}
+        for owner_id, event_types in Webhook.objects.filter(active=True).values_list(
+            "owner_id", "event_types"
+        ):
+            for name in event_types or ():
+                by_type.setdefault(name, set()).add(owner_id)
+        _subscriptions.update(at=now, by_type=by_type)
+    return user_id in _subscriptions["by_type"].get(event_type, ())
+
+
 SECRET_PREFIX = "whsec_"
 RESPONSE_BODY_LIMIT = 2000
 
@@ -202,7 +230,7 @@ def _enqueue(delivery: WebhookDelivery, countdown: float = 0) -> None:
 def webhooks_dispatch_event(*, event) -> list[WebhookDelivery]:
     """Queue a delivery of `event` (an observability event) to each active webhook of its actor
     subscribed to its type. Sent after the event's transaction commits."""
-    if event.type not in EVENT_CATALOGUE or event.actor_id is None:
+    if not is_subscribed(event.actor_id, event.type):
         return []
     webhooks = [
         w for w in Webhook.objects.filter(owner_id=event.actor_id, active=True) if event.type in w.event_types

@@ -509,3 +509,23 @@ def test_trigger_hook_is_throttled(api_client, client_for, developer, workflow, 
         assert api_client.post(_hook(created["token"]), {"city": "Oslo"}, format="json").status_code == 202
     assert_problem(api_client.post(_hook(created["token"]), {"city": "Oslo"}, format="json"), 429)
     assert_problem(api_client.post(_hook("wht_guess"), {"city": "Oslo"}, format="json"), 429)
+
+
+def test_events_nobody_subscribes_to_cost_no_query_and_a_new_webhook_counts_at_once(developer):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from integration.models import Webhook
+    from integration.services import webhooks as service
+
+    service.subscriptions_clear()
+    assert not service.is_subscribed(developer.pk, "alert.fired")  # loads the subscriptions once
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(5):
+            assert not service.is_subscribed(developer.pk, "alert.fired")
+    assert len(queries) == 0
+    Webhook.objects.create(
+        owner=developer, name="new", url="https://hooks.example.com/in", event_types=["alert.fired"]
+    )
+    assert service.is_subscribed(developer.pk, "alert.fired")
+    assert not service.is_subscribed(developer.pk, "alert.resolved")
