@@ -2,7 +2,7 @@
 
 from django.conf import settings
 from django.http import HttpResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ParseError
 from rest_framework.generics import RetrieveAPIView
@@ -16,7 +16,14 @@ from agentmesh.core.parsers import DepthLimitedJSONParser
 from agentmesh.core.permissions import is_admin
 
 from ..models import IntegrationJob
-from ..services.bundle import BundleInvalid, bundle_dump, bundle_export, bundle_import, bundle_parse
+from ..services.bundle import (
+    EXPORT_KINDS,
+    BundleInvalid,
+    bundle_dump,
+    bundle_export,
+    bundle_import,
+    bundle_parse,
+)
 from ..services.sync import sync_job_start
 from .bundle_serializers import (
     BundleSerializer,
@@ -58,7 +65,30 @@ class ExportView(APIView):
     )
     def post(self, request):
         """Export what you own (an admin: the whole system) as a versioned bundle; no secret values."""
-        params = ExportRequestSerializer(data=request.data)
+        return self._export(request, request.data)
+
+    @extend_schema(
+        operation_id="integration_export_read",
+        parameters=[
+            OpenApiParameter(
+                "include", str, many=True, enum=list(EXPORT_KINDS), description="Kinds to export."
+            ),
+            OpenApiParameter(
+                "as", str, enum=["json", "yaml"], description="Default json (`format` is DRF's own)."
+            ),
+        ],
+        responses={(200, "application/json"): BundleSerializer, (200, "application/yaml"): BundleSerializer},
+    )
+    def get(self, request):
+        """Export as a bundle, like POST, for readers that can only GET: another instance's
+        master-data sync through an API connection, a catalogue mirror."""
+        query = {"format": request.query_params.get("as", "json")}
+        if "include" in request.query_params:
+            query["include"] = request.query_params.getlist("include")
+        return self._export(request, query)
+
+    def _export(self, request, data) -> HttpResponse:
+        params = ExportRequestSerializer(data=data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
         bundle = bundle_export(user=request.user, include=data.get("include"), ids=data.get("ids"))

@@ -324,3 +324,18 @@ def test_a_valueless_imported_secret_shows_it_and_does_not_break_key_rotation(de
     assert secret_keys_rotate() == 0  # nothing to re-encrypt, and no failure
     secret_update(secret=secret, value="sk-new-value-123456")
     assert secret_keys_rotate() == 1
+
+
+def test_export_by_get_is_the_same_bundle_as_by_post(developer, client_for):
+    make_setup(developer)
+    client = client_for(developer)
+    posted = client.post(EXPORT, {"include": ["skills", "prompts"]}, format="json").json()
+    got = client.get(EXPORT, {"include": ["skills", "prompts"]})
+    assert got.status_code == 200, got.content
+    strip = lambda bundle: {k: v for k, v in bundle.items() if k != "metadata"}  # noqa: E731
+    assert strip(got.json()) == strip(posted) and set(posted) >= {"skills", "prompts"}
+    assert "models" not in got.json()
+    as_yaml = client.get(EXPORT, {"as": "yaml"})
+    assert as_yaml["Content-Type"].startswith("application/yaml")
+    assert yaml.safe_load(as_yaml.content)["kind"] == "AgentMeshExport"
+    assert client.get(EXPORT, {"include": "nope"}).status_code == 400
