@@ -13,7 +13,7 @@ The bundle (JSON or YAML, the same tree):
     tools:       [{name, description, category, type, parameters_schema, output_schema, config, …}]
     agents:      [{name, description, model: REF, prompt: REF|null, tools: [REF], skills: [REF], …}]
     workflows:   [{name, description, status, tags, versions: [{version, definition}]}]
-    templates:   [...]                                    # EXPORT_KINDS hook, see below
+    templates:   [{name, description, kind, category, tags, versions: [{number, changelog, parameters, body, checksum}]}]
 
 Every item of a system (admin) export carries `owner` (a username). A reference REF is
 `{"name": …}` (plus `"owner"` when the referenced object belongs to someone else than the item,
@@ -24,7 +24,9 @@ tools start as drafts: validate and deploy them again) or agent deploy snapshots
 
 Import validates every item with the owning app's create/update service inside one
 transaction; any error (or `dry_run`) rolls the whole import back, so a bad last item writes
-nothing. Secrets are created without a value (`needs_value`: re-enter it), and model configs
+nothing. Templates use templates_app's own exchange format (its metadata flattened into the
+item, its versions as they are) and are imported through `template_import`; on `overwrite`
+the versions that differ are added as new versions. Secrets are created without a value (`needs_value`: re-enter it), and model configs
 that reference one are created inactive; both are named in the report.
 """
 
@@ -64,6 +66,9 @@ from masterdata.services import (
     skill_create,
     skill_update,
 )
+from templates_app import blueprint as template_blueprint
+from templates_app.models import Template
+from templates_app.services import template_import, template_update
 from tools.models import Tool
 from tools.services import tool_create, tool_update
 from workflows.models import Workflow
@@ -118,9 +123,9 @@ AGENT_EXPORT = (
     "parameters",
 )
 WORKFLOW_EXPORT = ("name", "description", "status", "tags")
+TEMPLATE_EXPORT = ("name", "description", "kind", "category", "tags")  # the exchange format's metadata
 
-# In import order (references point backwards). `templates` is the hook for templates_app:
-# set its model and export_item/import_item once templates_app.models.Template exists.
+# In import order (references point backwards: a template's blueprint may name any of the above).
 EXPORT_KINDS: dict[str, Kind] = {
     "secrets": Kind("secrets", Secret, ("name", "description"), master_data=True),
     "skills": Kind("skills", Skill, SKILL_EXPORT, master_data=True),
@@ -130,7 +135,7 @@ EXPORT_KINDS: dict[str, Kind] = {
     "tools": Kind("tools", Tool, TOOL_EXPORT),
     "agents": Kind("agents", Agent, AGENT_EXPORT),
     "workflows": Kind("workflows", Workflow, WORKFLOW_EXPORT),
-    "templates": Kind("templates", None, ()),
+    "templates": Kind("templates", Template, TEMPLATE_EXPORT),
 }
 MASTER_DATA_KINDS = tuple(name for name, kind in EXPORT_KINDS.items() if kind.master_data)
 
@@ -201,6 +206,10 @@ class _Exporter:
                 {"version": v.version, "definition": self.replace_ids(v.definition, obj.owner_id)}
                 for v in obj.versions.order_by("version")
             ]
+        elif kind.name == "templates":  # templates_app's exchange format, metadata flattened
+            document = template_blueprint.document_for(obj, obj.versions.order_by("number"))
+            item.update(document["metadata"])
+            item["versions"] = document["versions"]
         return item
 
 
@@ -472,6 +481,36 @@ def _import_workflow(imp: _Importer, item, owner, existing, path, notes):
     return workflow
 
 
+def _import_template(imp: _Importer, item, owner, existing, path, notes):
+    document = {
+        "apiVersion": template_blueprint.API_VERSION,
+        "kind": template_blueprint.EXCHANGE_KIND,
+        "metadata": {name: item[name] for name in TEMPLATE_EXPORT if name in item},
+        "versions": item.get("versions"),
+    }
+    try:
+        if existing is None:
+            return template_import(owner=owner, document=document, on_conflict="fail")[0]
+        # overwrite: the metadata, then the versions that differ as new versions
+        template_blueprint.check_document(document)
+        fields = _fields(document["metadata"], TEMPLATE_EXPORT)
+        template = template_update(template=existing, actor=imp.actor or owner, **fields)
+        known = set(template.versions.values_list("checksum", flat=True))
+        if any(
+            template_blueprint.checksum(v["body"], v.get("parameters") or {}) not in known
+            for v in document["versions"]
+        ):
+            template = template_import(owner=owner, document=document, on_conflict="new_version")[0]
+        return template
+    except ValidationError as exc:  # the exchange format's paths, as the bundle's
+        raise _ItemError(
+            [
+                {**e, "field": f"{path}.{re.sub(r'^metadata[.]?', '', e.get('field') or '')}".rstrip(".")}
+                for e in flatten_errors(exc.detail)
+            ]
+        ) from exc
+
+
 @contextmanager
 def _errors_under(version_path: str, versioned: str):
     """A service error on a versioned field (definition…, template…) is named by its version's
@@ -494,6 +533,7 @@ KIND_EXTRA_FIELDS = {
     "models": ("api_key_secret", "fallback"),
     "agents": ("model", "prompt", "tools", "skills", "constraints"),
     "workflows": ("versions",),
+    "templates": ("versions",),
 }
 IMPORTERS: dict[str, Callable] = {
     "secrets": _import_secret,
@@ -509,6 +549,7 @@ IMPORTERS: dict[str, Callable] = {
     "tools": _import_tool,
     "agents": _import_agent,
     "workflows": _import_workflow,
+    "templates": _import_template,
 }
 
 

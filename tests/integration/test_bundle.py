@@ -19,6 +19,8 @@ from masterdata.services import (
     skill_create,
 )
 from observability.models import ObservabilityEvent as Event
+from templates_app.models import Template
+from templates_app.services import template_create, template_version_create
 from tests.api_base import assert_problem
 from tools.models import Tool
 from tools.services import tool_create
@@ -79,7 +81,27 @@ def make_setup(owner):
         "edges": [{"source": "t", "target": "a"}],
     }
     workflow_update(workflow=workflow, definition=definition2)
+    make_template(owner)
     return secret
+
+
+def tool_body(description: str) -> dict:
+    spec = {"name": "{{ params.name }}", "type": "builtin", "config": {"function": "calculator"}}
+    return {"resources": [{"key": "t", "kind": "tool", "spec": {**spec, "description": description}}]}
+
+
+def make_template(owner, name="Calculator"):
+    template = template_create(
+        owner=owner,
+        name=name,
+        kind="tool",
+        category="maths",
+        tags=["calc"],
+        body=tool_body("first"),
+        parameters={"type": "object", "properties": {"name": {"type": "string", "default": "calc"}}},
+    )
+    template_version_create(template=template, actor=owner, body=tool_body("second"), changelog="v2")
+    return template
 
 
 def strip_volatile(bundle: dict) -> dict:
@@ -94,7 +116,7 @@ def delete_everything(owner):
     Tool.objects.filter(owner=owner).delete()
     ModelConfig.objects.filter(owner=owner, fallback__isnull=False).delete()
     ModelConfig.objects.filter(owner=owner).delete()
-    for model in (Prompt, Constraint, Skill, Secret):
+    for model in (Template, Prompt, Constraint, Skill, Secret):
         model.objects.filter(owner=owner).delete()
 
 
@@ -120,6 +142,13 @@ def test_export_has_every_kind_and_no_secret_value(developer, client_for):
         node = versions[1]["definition"]["nodes"][1]
         assert node["config"]["agent_id"] == {"$ref": "agents", "name": "helper"}
         assert "id" not in agent and "created_at" not in agent
+        (template,) = bundle["templates"]
+        assert {k: template[k] for k in ("name", "kind", "category", "tags")} == {
+            "name": "Calculator", "kind": "tool", "category": "maths", "tags": ["calc"]
+        }  # fmt: skip
+        assert [v["number"] for v in template["versions"]] == [1, 2]
+        assert template["versions"][1]["body"]["resources"][0]["spec"]["description"] == "second"
+        assert template["versions"][1]["changelog"] == "v2" and "id" not in template
 
 
 def test_export_only_what_the_caller_owns(developer, other_developer, client_for):
@@ -127,7 +156,7 @@ def test_export_only_what_the_caller_owns(developer, other_developer, client_for
     skill_create(owner=developer, name="mine")
     bundle = client_for(developer).post(EXPORT, {}, format="json").json()
     assert [s["name"] for s in bundle["skills"]] == ["mine"]
-    assert bundle["agents"] == [] and bundle["secrets"] == []
+    assert bundle["agents"] == [] and bundle["secrets"] == [] and bundle["templates"] == []
 
 
 def test_admin_export_is_the_whole_system_with_owners(developer, admin_user, client_for):
@@ -136,6 +165,9 @@ def test_admin_export_is_the_whole_system_with_owners(developer, admin_user, cli
     assert bundle["metadata"]["scope"] == "system"
     assert set(bundle) == {"apiVersion", "kind", "metadata", "skills", "models"}
     assert bundle["skills"][0]["owner"] == developer.username
+    templates = client_for(admin_user).post(EXPORT, {"include": ["templates"]}, format="json").json()
+    assert set(templates) == {"apiVersion", "kind", "metadata", "templates"}
+    assert [(t["owner"], t["name"]) for t in templates["templates"]] == [(developer.username, "Calculator")]
     gpt = next(m for m in bundle["models"] if m["name"] == "gpt")
     assert gpt["fallback"] == {"name": "echo", "owner": developer.username}
 
@@ -166,6 +198,12 @@ def test_round_trip_export_import_export(developer, client_for):
     workflow = Workflow.objects.get(owner=developer, name="flow")
     assert workflow.version == 2
     assert workflow.definition["nodes"][1]["config"]["agent_id"] == str(agent.pk)
+    template = Template.objects.get(owner=developer, name="Calculator")
+    assert list(template.versions.order_by("number").values_list("number", "changelog")) == [
+        (1, ""),
+        (2, "v2"),
+    ]
+    assert template.latest_version.number == 2
 
     second = client.post(EXPORT, {}, format="json").json()
     expected = strip_volatile(first)
@@ -181,6 +219,7 @@ def test_import_as_another_user(developer, other_developer, client_for):
     assert report["ok"], report
     again = client_for(other_developer).post(EXPORT, {}, format="json").json()
     assert len(again["agents"]) == 1 and again["agents"][0]["tools"] == [{"name": "calc"}]
+    assert again["templates"] == bundle["templates"]
 
 
 def test_import_is_atomic_a_bad_last_item_writes_nothing(developer, client_for):
@@ -339,3 +378,47 @@ def test_export_by_get_is_the_same_bundle_as_by_post(developer, client_for):
     assert as_yaml["Content-Type"].startswith("application/yaml")
     assert yaml.safe_load(as_yaml.content)["kind"] == "AgentMeshExport"
     assert client.get(EXPORT, {"include": "nope"}).status_code == 400
+
+
+def test_include_templates_round_trip_and_conflicts(developer, other_developer, client_for):
+    make_template(developer)
+    bundle = client_for(developer).post(EXPORT, {"include": ["templates"]}, format="json").json()
+    assert set(bundle) == {"apiVersion", "kind", "metadata", "templates"}
+    client = client_for(other_developer)
+    template_create(  # the same version 1 only
+        owner=other_developer,
+        name="Calculator",
+        kind="tool",
+        category="maths",
+        tags=["calc"],
+        body=tool_body("first"),
+        parameters=bundle["templates"][0]["versions"][0]["parameters"],
+    )
+
+    def run(mode):
+        return client.post(IMPORT, {"bundle": bundle, "on_conflict": mode}, format="json").json()
+
+    assert run("skip")["items"][0]["status"] == "skipped"
+    report = run("rename")
+    assert report["items"][0]["status"] == "renamed" and report["items"][0]["new_name"] == "Calculator-2"
+    assert Template.objects.get(owner=other_developer, name="Calculator-2").versions.count() == 2
+    report = run("overwrite")  # the differing version is added as a new version
+    assert report["items"][0]["status"] == "updated", report
+    mine = Template.objects.get(owner=other_developer, name="Calculator")
+    assert list(mine.versions.order_by("number").values_list("number", flat=True)) == [1, 2]
+    assert mine.latest_version.body == bundle["templates"][0]["versions"][1]["body"]
+    assert run("overwrite")["items"][0]["status"] == "updated"  # nothing differs: no new version
+    assert mine.versions.count() == 2
+
+
+def test_a_bad_template_version_names_its_path_and_writes_nothing(developer, client_for):
+    make_template(developer)
+    client = client_for(developer)
+    bundle = client.post(EXPORT, {}, format="json").json()
+    delete_everything(developer)
+    bundle["templates"][0]["versions"][1]["body"] = {"resources": "nope"}
+    response = client.post(IMPORT, {"bundle": bundle}, format="json")
+    body = assert_problem(response, 400)
+    (bad,) = [i for i in body["report"]["items"] if i["status"] == "error"]
+    assert bad["kind"] == "templates" and bad["errors"][0]["field"].startswith("templates[0].versions[1]")
+    assert not Template.objects.filter(owner=developer).exists()
