@@ -170,13 +170,15 @@ class SyncMasterDataView(APIView):
         responses={202: IntegrationJobSerializer},
     )
     def post(self, request):
-        """Pull master data from a remote export (URL) and upsert it by name, as a job (202)."""
+        """Pull master data from a remote export (URL or API connection) and upsert it by name, as a job (202)."""
         params = SyncRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
         job = sync_job_start(
             owner=request.user,
-            url=data["source"],
+            url=data.get("source"),
+            connection=data.get("connection"),
+            path=data["path"],
             kinds=data.get("kinds"),
             dry_run=data["dry_run"],
             on_conflict=data["on_conflict"],

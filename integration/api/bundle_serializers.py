@@ -76,7 +76,23 @@ class ImportReportSerializer(StrictSerializer):
 
 class SyncRequestSerializer(StrictSerializer):
     source = serializers.CharField(
-        max_length=2000, help_text="The URL of an export (JSON or YAML), or `connection` (not yet)."
+        max_length=2000,
+        required=False,
+        help_text="The URL of an export (JSON or YAML). Give exactly one of `source` and `connection`.",
+    )
+    connection = serializers.UUIDField(
+        required=False,
+        help_text=(
+            "An API connection you may use: the export is fetched from its base URL + `path` with "
+            "its auth (bearer, API key, basic, OAuth2 client credentials). Instead of `source`."
+        ),
+    )
+    path = serializers.CharField(
+        max_length=2000,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="With `connection`: a path starting with / under its base URL (default: the base URL).",
     )
     kinds = serializers.ListField(
         child=serializers.ChoiceField(choices=list(SYNC_KINDS)), required=False, max_length=len(SYNC_KINDS)
@@ -85,11 +101,6 @@ class SyncRequestSerializer(StrictSerializer):
     on_conflict = serializers.ChoiceField(choices=list(ON_CONFLICT), default="overwrite")
 
     def validate_source(self, value: str) -> str:
-        if value == "connection":
-            raise serializers.ValidationError(
-                "Syncing from an API connection is not available yet: give the source URL.",
-                code="not_supported",
-            )
         url = serializers.URLField().run_validation(value)
         if not url.startswith(("http://", "https://")):
             raise serializers.ValidationError("An http(s) URL.")
@@ -97,6 +108,20 @@ class SyncRequestSerializer(StrictSerializer):
             # The URL is kept in the job's params: no credentials in it.
             raise serializers.ValidationError("No user name or password in the URL.")
         return url
+
+    def validate_path(self, value: str) -> str:
+        if value and not value.startswith("/"):
+            raise serializers.ValidationError("A path starting with /.")
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        if ("source" in attrs) == ("connection" in attrs):
+            raise serializers.ValidationError(
+                {"source": "Give exactly one of source (a URL) and connection."}, code="required"
+            )
+        if attrs.get("path") and "connection" not in attrs:
+            raise serializers.ValidationError({"path": "A path goes with a connection."})
+        return attrs
 
 
 class IntegrationJobSerializer(StrictModelSerializer):

@@ -2,8 +2,10 @@
 from another Agent Mesh instance or a catalogue served over HTTP (through the safe client),
 and upsert them by natural key (owner + name) into the caller's master data.
 
-Secrets are never synced: a model config whose secret (by name) is missing here is created
-without it and inactive, and the report names it. Runs as an IntegrationJob (a Celery task).
+The source is a URL, or an API connection the caller may use (its auth applied, `path` under
+its base URL). Secrets are never synced: a model config whose secret (by name) is missing here
+is created without it and inactive, and the report names it. Runs as an IntegrationJob (a
+Celery task) whose params name the connection by id, never a credential.
 """
 
 from typing import Any
@@ -16,6 +18,7 @@ from agentmesh.core.audit import audited
 from agentmesh.core.exceptions import ServiceValidationError, flatten_errors
 from agentmesh.core.safe_http import SafeHTTPError, safe_request
 from masterdata.models import Secret
+from tools.connections import ConnectionUnavailable
 
 from ..models import IntegrationJob, JobKind, JobStatus
 from .bundle import (
@@ -32,23 +35,55 @@ from .bundle import (
     _prefixed,
     bundle_parse,
 )
+from .connections import _usable, api_connection_request
 
 SYNC_KINDS = ("skills", "constraints", "prompts", "models")
 SOURCE_MAX_BYTES = 10 * 1024 * 1024
 
 
+ACCEPT = "application/json, application/yaml;q=0.9, */*;q=0.5"
+
+
+def _bundle_from(response, *, field: str) -> Any:
+    if response.status_code != 200:
+        raise ServiceValidationError(f"The source answered HTTP {response.status_code}.", field=field)
+    return bundle_parse(response.content, max_bytes=SOURCE_MAX_BYTES)
+
+
 def sync_fetch(*, url: str, token: str | None = None) -> Any:
     """The bundle served at `url` (JSON or YAML), through the safe client."""
-    headers = {"Accept": "application/json, application/yaml;q=0.9, */*;q=0.5"}
+    headers = {"Accept": ACCEPT}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     try:
         response = safe_request("GET", url, headers=headers, max_bytes=SOURCE_MAX_BYTES)
     except SafeHTTPError as exc:
         raise ServiceValidationError(str(exc), field="source") from exc
-    if response.status_code != 200:
-        raise ServiceValidationError(f"The source answered HTTP {response.status_code}.", field="source")
-    return bundle_parse(response.content, max_bytes=SOURCE_MAX_BYTES)
+    return _bundle_from(response, field="source")
+
+
+def sync_connection(*, connection_id: Any, owner) -> Any:
+    """The API connection `owner` may use, or a 400 naming `connection`."""
+    try:
+        return _usable(connection_id, owner)
+    except ConnectionUnavailable as exc:
+        raise ServiceValidationError(str(exc), field="connection") from None
+
+
+def sync_fetch_connection(*, connection_id: Any, owner, path: str = "") -> Any:
+    """The bundle served at the connection's base URL + `path`, with the connection's auth."""
+    connection = sync_connection(connection_id=connection_id, owner=owner)
+    try:
+        response = api_connection_request(
+            connection=connection,
+            method="GET",
+            path=path,
+            headers={"Accept": ACCEPT},
+            max_bytes=SOURCE_MAX_BYTES,
+        )
+    except (ConnectionUnavailable, SafeHTTPError) as exc:
+        raise ServiceValidationError(str(exc), field="connection") from None
+    return _bundle_from(response, field="connection")
 
 
 def _comparable(kind: str, item: dict) -> dict:
@@ -161,16 +196,33 @@ def _without_secret_value(imp: _Importer, item: dict, owner, path: str, notes: l
 # --- the job ----------------------------------------------------------------------------------
 @transaction.atomic
 def sync_job_start(
-    *, owner, url: str, kinds: list[str] | None, dry_run: bool, on_conflict: str
+    *,
+    owner,
+    url: str | None = None,
+    connection: Any = None,
+    path: str = "",
+    kinds: list[str] | None,
+    dry_run: bool,
+    on_conflict: str,
 ) -> IntegrationJob:
-    """Record a sync job (no secret in its params) and enqueue it after commit."""
+    """Record a sync job from `url` or from an API connection (+ `path`) and enqueue it after
+    commit. Its params hold the URL or the connection's id, never a secret."""
     if on_conflict not in ON_CONFLICT:
         raise ServiceValidationError(f"One of: {', '.join(ON_CONFLICT)}.", field="on_conflict")
+    if (url is None) == (connection is None):
+        raise ServiceValidationError("Give either source (a URL) or connection.", field="source")
+    if url is not None:
+        origin: dict[str, Any] = {"source": url}
+    else:
+        if path and not path.startswith("/"):
+            raise ServiceValidationError("A path starting with /.", field="path")
+        found = sync_connection(connection_id=connection, owner=owner)
+        origin = {"connection": str(found.pk), "path": path}
     job = IntegrationJob.objects.create(
         kind=JobKind.SYNC_MASTER_DATA,
         owner=owner,
         params={
-            "source": url,
+            **origin,
             "kinds": list(kinds or SYNC_KINDS),
             "dry_run": dry_run,
             "on_conflict": on_conflict,
@@ -193,7 +245,12 @@ def integration_job_run(*, job_id) -> IntegrationJob | None:
         job.save(update_fields=["status", "started_at", "updated_at"])
     params = job.params
     try:
-        bundle = sync_fetch(url=params["source"])
+        if params.get("connection"):  # the owner must still be allowed to use it
+            bundle = sync_fetch_connection(
+                connection_id=params["connection"], owner=job.owner, path=params.get("path") or ""
+            )
+        else:
+            bundle = sync_fetch(url=params["source"])
         report = master_data_sync(
             bundle=bundle,
             owner=job.owner,

@@ -8,6 +8,7 @@ import pytest
 import yaml
 from django.urls import reverse
 
+from integration.models import ApiConnection, IntegrationJob
 from masterdata.models import Constraint, ModelConfig, Prompt, Skill
 from masterdata.services import (
     constraint_create,
@@ -32,6 +33,7 @@ class CatalogueServer:
     def __init__(self):
         self.routes: dict[str, tuple[bytes, str]] = {}
         self.hits: list[str] = []
+        self.authorization: str | None = None  # when set, the Authorization header required
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -40,6 +42,11 @@ class CatalogueServer:
 
             def do_GET(self):  # noqa: N802
                 server.hits.append(self.path)
+                if server.authorization and self.headers.get("Authorization") != server.authorization:
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 body, content_type = server.routes.get(self.path, (b"not found", "text/plain"))
                 self.send_response(200 if self.path in server.routes else 404)
                 self.send_header("Content-Type", content_type)
@@ -177,6 +184,7 @@ def test_sync_refuses_unsafe_and_connection_sources(
 ):
     client = client_for(developer)
     assert_problem(client.post(SYNC, {"source": "connection"}, format="json"), 400, "source")
+    assert_problem(client.post(SYNC, {}, format="json"), 400, "source")
     assert_problem(client.post(SYNC, {"source": "ftp://x"}, format="json"), 400, "source")
     assert_problem(client.post(SYNC, {"source": "http://u:pw@127.0.0.1/x"}, format="json"), 400, "source")
     assert_problem(client.post(SYNC, {"source": "http://x", "kinds": ["agents"]}, format="json"), 400)
@@ -184,6 +192,66 @@ def test_sync_refuses_unsafe_and_connection_sources(
         response = client.post(SYNC, {"source": "http://169.254.169.254/latest"}, format="json")
     job = client.get(reverse("integration-api:job-detail", args=[response.json()["id"]])).json()
     assert job["status"] == "failed" and "169.254.169.254" in job["error"]
+
+
+def test_sync_through_a_bearer_connection(
+    developer, other_developer, client_for, catalogue, django_capture_on_commit_callbacks
+):
+    remote_setup(other_developer)
+    catalogue.routes["/export.json"] = (
+        client_for(other_developer).post(EXPORT, {}, format="json").content,
+        "application/json",
+    )
+    token = "catalogue-token-NEVER-in-params"
+    catalogue.authorization = f"Bearer {token}"
+    secret = secret_create(owner=developer, name="catalogue-token", value=token)
+    connection = ApiConnection.objects.create(
+        owner=developer, name="catalogue", base_url=catalogue.url(""), auth_type="bearer", secret=secret
+    )
+    client = client_for(developer)
+    # without the connection's auth the server refuses
+    job = sync(django_capture_on_commit_callbacks, client, catalogue.url("/export.json"))
+    assert job["status"] == "failed" and "401" in job["error"]
+
+    body = {"connection": str(connection.pk), "path": "/export.json"}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(SYNC, body, format="json")
+    assert response.status_code == 202, response.content
+    assert token not in response.content.decode()
+    job = client.get(reverse("integration-api:job-detail", args=[response.json()["id"]])).json()
+    assert job["status"] == "succeeded", job
+    assert set(statuses(job).values()) == {"created"}
+    assert job["params"] == {
+        "connection": str(connection.pk),
+        "path": "/export.json",
+        "kinds": ["skills", "constraints", "prompts", "models"],
+        "dry_run": False,
+        "on_conflict": "overwrite",
+    }
+    assert token not in json.dumps(IntegrationJob.objects.get(pk=job["id"]).params)
+    assert Skill.objects.filter(owner=developer, name="Translate").exists()
+    assert ModelConfig.objects.filter(owner=developer, name="gpt").exists()
+
+    # the base URL itself is the default path (404 here: the job fails and says so)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(SYNC, {"connection": str(connection.pk)}, format="json")
+    job = client.get(reverse("integration-api:job-detail", args=[response.json()["id"]])).json()
+    assert job["status"] == "failed" and "404" in job["error"] and job["params"]["path"] == ""
+    assert catalogue.hits[-1] == "/"
+
+    # exactly one of source and connection; a path goes with a connection and starts with /
+    both = {**body, "source": catalogue.url("/export.json")}
+    assert_problem(client.post(SYNC, both, format="json"), 400, "source")
+    assert_problem(
+        client.post(SYNC, {"source": catalogue.url("/x"), "path": "/y"}, format="json"), 400, "path"
+    )
+    assert_problem(client.post(SYNC, {**body, "path": "export.json"}, format="json"), 400, "path")
+    # another user's connection (or none) is refused as by the external-tool endpoint
+    other = client_for(other_developer)
+    assert_problem(other.post(SYNC, body, format="json"), 400, "connection")
+    unknown = {"connection": "00000000-0000-0000-0000-000000000000"}
+    assert_problem(client.post(SYNC, unknown, format="json"), 400, "connection")
+    assert not IntegrationJob.objects.filter(owner=other_developer).exists()
 
 
 def test_sync_report_is_json_serialisable(developer):
