@@ -262,3 +262,38 @@ def test_sync_report_is_json_serialisable(developer):
     report = master_data_sync(bundle=bundle, owner=developer)
     json.dumps(report)
     assert report["counts"] == {"created": 1}
+
+
+def test_sync_from_another_running_instance_through_its_export_endpoint(
+    live_server_url, make_user, client_for
+):
+    """The other instance is a served API (uvicorn): its GET /integration/export, read with a
+    bearer token kept in a secret of an API connection."""
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    remote_owner, developer = make_user(), make_user()
+    remote_setup(remote_owner)
+    token = str(RefreshToken.for_user(remote_owner).access_token)
+    secret = secret_create(owner=developer, name="remote-instance-token", value=token)
+    connection = ApiConnection.objects.create(
+        owner=developer, name="remote", base_url=live_server_url, auth_type="bearer", secret=secret
+    )
+    client = client_for(developer)
+    body = {"connection": str(connection.pk), "path": "/api/v1/integration/export"}
+    response = client.post(SYNC, {**body, "dry_run": True}, format="json")  # transactional: runs now
+    assert response.status_code == 202, response.content
+    job = client.get(reverse("integration-api:job-detail", args=[response.json()["id"]])).json()
+    assert job["status"] == "succeeded", job
+    assert not Skill.objects.filter(owner=developer).exists()  # a dry run writes nothing
+
+    response = client.post(SYNC, body, format="json")
+    job = client.get(reverse("integration-api:job-detail", args=[response.json()["id"]])).json()
+    assert job["status"] == "succeeded", job
+    assert Skill.objects.filter(owner=developer, name="Translate").exists()
+    gpt = ModelConfig.objects.get(owner=developer, name="gpt")
+    assert not gpt.is_active  # its secret's value never travels
+    assert token not in json.dumps(job)
+
+    response = client.post(SYNC, body, format="json")
+    job = client.get(reverse("integration-api:job-detail", args=[response.json()["id"]])).json()
+    assert set(statuses(job).values()) == {"unchanged"}, statuses(job)
