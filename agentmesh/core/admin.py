@@ -1,7 +1,16 @@
 """Admin base classes shared by the domain apps."""
 
-from django.contrib import admin
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from rest_framework.exceptions import APIException
 
 from .exceptions import ServiceValidationError
 from .models import ALLOW_RULE_HELP, OutboundAllowRule
@@ -112,6 +121,133 @@ class ServiceBackedAdmin(AuditedAdmin):
         saved = self.save_via_service(request, target, form, change)
         obj.pk = saved.pk
         obj._state.adding = False
+
+
+class HistoryAdminMixin:
+    """Append-only history (runs, executions, steps, messages, events, audit, logs): viewable,
+    never added, changed or deleted in the admin; retention prunes it."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class HistoryAdmin(HistoryAdminMixin, admin.ModelAdmin):
+    pass
+
+
+@dataclass(frozen=True)
+class ObjectAction:
+    """A button on an object's admin page that calls a service.
+
+    `run(request, obj, data)` calls the service and returns the success message; `data` is the
+    cleaned form (or {}). A state-changing action shows a confirmation page first; `form_class`
+    adds inputs to it. `available(obj)` hides the button when the action does not apply.
+    Service errors (validation, conflict) come back as an error message, never a 500.
+    """
+
+    name: str
+    label: str
+    run: Callable
+    available: Callable = lambda obj: True
+    confirm: bool = True
+    form_class: type[forms.Form] | None = None
+    description: str = ""
+
+
+class ObjectActionsMixin:
+    """Adds `object_actions` to a ModelAdmin: buttons on the change page at
+    `<pk>/do/<name>/`, a confirmation page (with the action's form) on GET, the service on
+    POST. Only platform admins may act; everyone else gets 403."""
+
+    object_actions: tuple[ObjectAction, ...] = ()
+    change_form_template = "admin/agentmesh/change_form_object_actions.html"
+
+    def get_object_actions(self, request, obj) -> list[ObjectAction]:
+        if obj is None or not self.has_object_action_permission(request):
+            return []
+        return [action for action in self.object_actions if action.available(obj)]
+
+    def has_object_action_permission(self, request) -> bool:
+        return bool(getattr(request.user, "is_platform_admin", False))
+
+    def get_urls(self):
+        opts = self.model._meta
+        own = [
+            path(
+                "<path:object_id>/do/<slug:action_name>/",
+                self.admin_site.admin_view(self.object_action_view),
+                name=f"{opts.app_label}_{opts.model_name}_object_action",
+            )
+        ]
+        return own + super().get_urls()
+
+    def object_action_url(self, obj, action: ObjectAction) -> str:
+        opts = self.model._meta
+        return reverse(
+            f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_object_action",
+            args=[obj.pk, action.name],
+        )
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["object_action_buttons"] = [
+            {"label": action.label, "url": self.object_action_url(obj, action), "name": action.name}
+            for action in self.get_object_actions(request, obj)
+        ]
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def object_action_view(self, request, object_id, action_name):
+        obj = self.get_object(request, object_id)
+        if obj is None:
+            raise Http404("No such object.")
+        if not self.has_object_action_permission(request):
+            raise PermissionDenied
+        action = next((a for a in self.get_object_actions(request, obj) if a.name == action_name), None)
+        if action is None:
+            raise Http404("This action does not apply to this object.")
+        opts = self.model._meta
+        change_url = reverse(
+            f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]
+        )
+        form = action.form_class(request.POST or None) if action.form_class else None
+        submitted = request.method == "POST" or not action.confirm
+        if submitted and (form is None or form.is_valid()):
+            try:
+                message = action.run(request, obj, form.cleaned_data if form else {})
+            except APIException as exc:
+                self.message_user(request, f"{action.label} failed: {_api_error_text(exc)}", messages.ERROR)
+                if form is None:
+                    return HttpResponseRedirect(change_url)
+            else:
+                self.message_user(request, message or f"{action.label}: done.", messages.SUCCESS)
+                return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": opts,
+            "object": obj,
+            "action": action,
+            "form": form,
+            "change_url": change_url,
+            "title": f"{action.label}: {obj}",
+        }
+        return TemplateResponse(request, "admin/agentmesh/object_action_confirm.html", context)
+
+
+def _api_error_text(exc: APIException) -> str:
+    detail = exc.detail
+    if isinstance(detail, dict):
+        return "; ".join(
+            f"{field}: {' '.join(map(str, msgs if isinstance(msgs, list) else [msgs]))}"
+            for field, msgs in detail.items()
+        )
+    if isinstance(detail, list):
+        return " ".join(map(str, detail))
+    return str(detail)
 
 
 @admin.register(OutboundAllowRule)

@@ -1,9 +1,12 @@
+"""/api/v1/system/…: each area (health, status, config and flags, metrics, control, backups)
+adds its urlpatterns here."""
+
 from django.urls import path
 
-from . import views
+from . import health
 
 app_name = "system-api"
 
 urlpatterns = [
-    path("health", views.HealthView.as_view(), name="health"),
+    path("health", health.HealthView.as_view(), name="health"),
 ]

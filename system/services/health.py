@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from agentmesh.celery import app as celery_app
 
-from .models import WorkerHeartbeat
+from ..models import WorkerHeartbeat
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@ import socket
 
 from celery import shared_task
 
-from . import services
+from .. import services
 
 
 @shared_task(name="system.tasks.record_worker_heartbeat", ignore_result=True)

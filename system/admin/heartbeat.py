@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from agentmesh.core.admin import AuditedAdmin
 
-from .models import WorkerHeartbeat
+from ..models import WorkerHeartbeat
 
 
 @admin.register(WorkerHeartbeat)

@@ -4,7 +4,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import services
-from .serializers import HealthSerializer
+from .health_serializers import HealthSerializer
 
 
 class HealthView(APIView):

@@ -1,0 +1,3 @@
+"""System admin, one module per area."""
+
+from . import heartbeat  # noqa: F401
