@@ -190,6 +190,8 @@ class MetricSeries(models.Model):
 
     class Meta:
         ordering = ["name", "labels"]
+        verbose_name = "metric series"
+        verbose_name_plural = "metric series"
         constraints = [models.UniqueConstraint(fields=["name", "labels"], name="obs_metric_series_unique")]
 
     def __str__(self) -> str:
