@@ -89,7 +89,7 @@ class PromptVersionAdmin(IdSearchMixin, HistoryAdmin):
     list_display = ["prompt", "version", "created_by", "created_at"]
     list_filter = ["created_at"]
     search_fields = ["prompt__name", "template"]
-    id_search_fields = ("pk", "prompt_id")
+    id_search_fields = ("pk", "prompt__id")
     list_select_related = ["prompt", "created_by"]
 
 

@@ -293,7 +293,7 @@ class AlertAdmin(IdSearchMixin, ObjectActionsMixin, HistoryAdmin):
     ]
     list_filter = ["state", "severity", "fired_at", "acknowledged_at", "resolved_at"]
     search_fields = ["title", "message", "dedup_key", "rule__name", "=owner__username"]
-    id_search_fields = ("pk", "rule_id")
+    id_search_fields = ("pk", "rule__id")
     list_select_related = ["rule", "owner"]
     date_hierarchy = "fired_at"
     actions = ["acknowledge", "resolve"]

@@ -74,7 +74,7 @@ class TemplateVersionAdmin(IdSearchMixin, HistoryAdmin):
     list_filter = ["template__kind", "created_at"]
     list_select_related = ["template", "created_by"]
     search_fields = ["template__name", "changelog", "checksum"]
-    id_search_fields = ("pk", "template_id")
+    id_search_fields = ("pk", "template__id")
     fields = [
         "id",
         "template",
@@ -116,7 +116,7 @@ class TemplateInstanceAdmin(IdSearchMixin, HistoryAdmin):
     ]
     list_filter = ["resource_kind", "created_at"]
     search_fields = ["resource_name", "template_name", "local_key", "=created_by__username"]
-    id_search_fields = ("pk", "resource_id", "version__template_id")
+    id_search_fields = ("pk", "resource_id", "version__template__id")
     list_select_related = ["created_by"]
     date_hierarchy = "created_at"
 

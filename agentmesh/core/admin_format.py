@@ -72,7 +72,8 @@ def _uuid_lookup(field: str, term: str) -> Q | None:
 
 class IdSearchMixin:
     """Adds search by UUID to a ModelAdmin: a search term that is a whole id or the first
-    characters of one (the short id the list shows) matches the fields in `id_search_fields`
+    characters of one (the short id the list shows) matches the UUID fields in `id_search_fields`
+    (lookups: `pk`, `event_id`, `webhook__id` for a foreign key)
     as well as the usual `search_fields`."""
 
     id_search_fields: tuple[str, ...] = ("pk",)

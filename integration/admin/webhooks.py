@@ -80,7 +80,7 @@ class WebhookDeliveryAdmin(IdSearchMixin, ObjectActionsMixin, HistoryAdmin):
     ]
     list_filter = ["status", "event_type", "created_at", "attempted_at"]
     search_fields = ["=message_id", "webhook__name", "error"]
-    id_search_fields = ("pk", "webhook_id", "event_id")
+    id_search_fields = ("pk", "webhook__id", "event_id")
     list_select_related = ["webhook"]
     date_hierarchy = "created_at"
     actions = ["redeliver"]
@@ -151,7 +151,7 @@ class WorkflowTriggerAdmin(IdSearchMixin, AuditedAdmin):
     ]
     list_filter = ["active", "last_triggered_at"]
     search_fields = ["name", "workflow__name", "=owner__username", "token_prefix"]
-    id_search_fields = ("pk", "workflow_id")
+    id_search_fields = ("pk", "workflow__id")
     list_select_related = ["workflow", "owner"]
     readonly_fields = ["owner", "workflow", "token_prefix", "trigger_count", "last_triggered_at"]
     exclude = ["token_hash", "encrypted_secret"]
