@@ -61,6 +61,14 @@ class ObservabilityEvent(models.Model):
         return f"{self.type} @ {self.timestamp:%Y-%m-%d %H:%M:%S}"
 
 
+class Event(ObservabilityEvent):
+    """The same rows under the admin's short address, /admin/observability/event/."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "event"
+
+
 class SpanKind(models.TextChoices):
     WORKFLOW = "workflow", "Workflow"
     STEP = "step", "Step"

@@ -43,14 +43,16 @@ def human_ms(ms) -> str:
 
 
 def usd(value) -> str:
-    """A cost in US dollars with sensible precision: `$0`, `$0.0042`, `$12.50`."""
+    """A cost in US dollars with sensible precision: `$0`, `$0.000042`, `$12.50`."""
     if value is None:
         return "-"
     amount = float(value)
     if amount == 0:
         return "$0"
+    if abs(amount) < 0.000001:
+        return "< $0.000001"
     if abs(amount) < 0.01:
-        return f"${amount:.4f}".rstrip("0")
+        return "$" + f"{amount:.6f}".rstrip("0")
     return f"${amount:,.2f}"
 
 

@@ -20,7 +20,10 @@ def build() -> dict:
     from masterdata import services as masterdata
 
     owner = User.objects.create_user(
-        username=f"{SEARCH_TERM}-owner", email="owner@example.com", password="x-Passw0rd!", role=Role.DEVELOPER
+        username=f"{SEARCH_TERM}-owner",
+        email="owner@example.com",
+        password="x-Passw0rd!",
+        role=Role.DEVELOPER,
     )
     admin = User.objects.create_user(
         username=f"{SEARCH_TERM}-admin",
@@ -156,7 +159,9 @@ def build() -> dict:
         error="HTTP 500",
         duration_ms=12.0,
     )
-    _trigger, token, trigger_secret = hooks.trigger_create(workflow=workflow, actor=owner, name=f"{SEARCH_TERM} trigger")
+    _trigger, token, trigger_secret = hooks.trigger_create(
+        workflow=workflow, actor=owner, name=f"{SEARCH_TERM} trigger"
+    )
     plaintexts += [token, trigger_secret]
     IntegrationJob.objects.create(
         kind="sync_master_data", status="succeeded", owner=owner, params={"url": "http://127.0.0.1:9/"}

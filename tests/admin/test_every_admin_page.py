@@ -29,14 +29,13 @@ FILTER_CHOICES_PER_FILTER = 3
 def dataset(django_db_setup, django_db_blocker):
     """Built once for the module inside a transaction that is rolled back at its end (each
     test runs in a savepoint of it)."""
-    with django_db_blocker.unblock():
-        with transaction.atomic():
-            data = build()
-            client = Client()
-            client.force_login(data["admin"])
-            data["client"] = client
-            yield data
-            transaction.set_rollback(True)
+    with django_db_blocker.unblock(), transaction.atomic():
+        data = build()
+        client = Client()
+        client.force_login(data["admin"])
+        data["client"] = client
+        yield data
+        transaction.set_rollback(True)
 
 
 @pytest.fixture
