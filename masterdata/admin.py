@@ -146,6 +146,11 @@ class ModelConfigAdmin(IdSearchMixin, ServiceBackedAdmin):
     raw_id_fields = ["owner", "api_key_secret", "fallback"]
     service_fields = tuple(sorted(services.MODEL_CONFIG_FIELDS))
 
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "base_url":  # an address typed without a scheme means https
+            kwargs["assume_scheme"] = "https"
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
     def save_via_service(self, request, obj, form, change):
         values = self.changed_values(form)
         if change:
