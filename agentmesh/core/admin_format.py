@@ -7,7 +7,6 @@ part (the names are plain so call sites are easy to move)."""
 import re
 import uuid
 
-from django.db import connection
 from django.db.models import Q
 from django.utils.html import format_html
 
@@ -65,11 +64,13 @@ def _uuid_lookup(field: str, term: str) -> Q | None:
     except ValueError:
         pass
     digits = term.replace("-", "").lower()
-    if connection.features.has_native_uuid_field:  # PostgreSQL compares the hyphenated text form
-        text = str(uuid.UUID(digits.ljust(32, "0")))
-        prefix = text[: len(digits) + sum(1 for cut in (8, 12, 16, 20) if len(digits) > cut)]
-        return Q(**{f"{field}__startswith": prefix})
-    return Q(**{f"{field}__startswith": digits})
+    if len(digits) > 32:
+        return None
+    # The hyphenated text form: PostgreSQL compares it as is, Django strips the hyphens where
+    # UUIDs are stored as 32 hex digits (SQLite).
+    text = str(uuid.UUID(digits.ljust(32, "0")))
+    prefix = text[: len(digits) + sum(1 for cut in (8, 12, 16, 20) if len(digits) > cut)]
+    return Q(**{f"{field}__startswith": prefix})
 
 
 class IdSearchMixin:
