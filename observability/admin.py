@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from agentmesh.core.admin import AuditedAdmin, HistoryAdmin, ObjectAction, ObjectActionsMixin
-from agentmesh.core.admin_format import IdSearchMixin, human_ms, pretty_json, short_id, usd
+from agentmesh.core.admin_format import IdSearchMixin, human_duration, money, pretty_json, short_id
 from agentmesh.core.audit import CHANNELS
 
 from . import services
@@ -155,11 +155,11 @@ class SpanAdmin(IdSearchMixin, HistoryAdmin):
 
     @admin.display(description="duration", ordering="duration_ms")
     def duration(self, obj):
-        return human_ms(obj.duration_ms)
+        return human_duration(obj.duration_ms)
 
     @admin.display(description="cost", ordering="cost_usd")
     def cost(self, obj):
-        return usd(obj.cost_usd)
+        return money(obj.cost_usd)
 
     @admin.display(description="tokens")
     def tokens(self, obj):
@@ -213,7 +213,7 @@ class RequestSampleAdmin(HistoryAdmin):
 
     @admin.display(description="duration", ordering="duration_ms")
     def duration(self, obj):
-        return human_ms(obj.duration_ms)
+        return human_duration(obj.duration_ms)
 
 
 @admin.register(MetricSeries)

@@ -1,8 +1,9 @@
 """Small admin list helpers: short ids (the full one on hover), human durations, and search by
 UUID (a whole id, or the first characters a short id shows).
 
-Kept minimal on purpose; a shared display module for the run pages may replace the formatting
-part (the names are plain so call sites are easy to move)."""
+The formatting functions have the names and arguments of the run pages' display helpers
+(agentmesh/core/admin_display.py, on another branch when this was written): once both are
+merged, importing those from admin_display instead is the whole change."""
 
 import re
 import uuid
@@ -24,7 +25,7 @@ def short_id(value) -> str:
     return format_html('<span title="{}" class="short-id">{}…</span>', text, text[:SHORT_ID_CHARS])
 
 
-def human_ms(ms) -> str:
+def human_duration(ms) -> str:
     """A duration in milliseconds as `850 ms`, `7.9 s`, `3 min 12 s`, `2 h 5 min`."""
     if ms is None:
         return "-"
@@ -41,7 +42,7 @@ def human_ms(ms) -> str:
     return f"{hours} h {minutes} min"
 
 
-def usd(value) -> str:
+def money(value) -> str:
     """A cost in US dollars with sensible precision: `$0`, `$0.000042`, `$12.50`."""
     if value is None:
         return "-"

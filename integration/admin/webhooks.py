@@ -5,7 +5,7 @@ redelivered through the service)."""
 from django.contrib import admin, messages
 
 from agentmesh.core.admin import AuditedAdmin, HistoryAdmin, ObjectAction, ObjectActionsMixin
-from agentmesh.core.admin_format import IdSearchMixin, human_ms, pretty_json, short_id
+from agentmesh.core.admin_format import IdSearchMixin, human_duration, pretty_json, short_id
 
 from ..models import Webhook, WebhookDelivery, WorkflowTrigger
 from ..services.webhooks import webhook_redeliver, webhook_test
@@ -121,7 +121,7 @@ class WebhookDeliveryAdmin(IdSearchMixin, ObjectActionsMixin, HistoryAdmin):
 
     @admin.display(description="duration", ordering="duration_ms")
     def duration(self, obj):
-        return human_ms(obj.duration_ms)
+        return human_duration(obj.duration_ms)
 
     @admin.display(description="payload")
     def payload_pretty(self, obj):
