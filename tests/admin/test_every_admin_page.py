@@ -4,7 +4,9 @@ The models come from `admin.site._registry`, so a model another app registers is
 without listing it here (give it a row in tests/admin/dataset.py so its change page is opened).
 For each: the list loads, with a search when it has search fields, with each choice of each
 list filter; the add page answers 200 or 403 as `has_add_permission` says; one object's page
-loads. No page is a 500 and no page shows a known secret plaintext.
+loads, and so do its delete page (200 or 403 as `has_delete_permission` says; nothing is
+deleted by opening it) and the confirmation page of each of its object actions. No page is a
+500 and no page shows a known secret plaintext.
 """
 
 import uuid
@@ -15,6 +17,7 @@ from django.db import transaction
 from django.test import Client, RequestFactory
 from django.urls import reverse
 
+from agentmesh.core.admin import ObjectActionsMixin
 from agentmesh.core.admin_format import IdSearchMixin
 
 from .dataset import SEARCH_TERM, build
@@ -99,6 +102,50 @@ def test_change_page_of_an_object_loads(site, model):
     obj = _first(model)
     assert obj is not None, f"no {model._meta.label} in tests/admin/dataset.py: add one"
     get(site, _url(model, "change", obj.pk))
+
+
+@pytest.mark.parametrize("model", MODELS, ids=IDS)
+def test_delete_page_matches_the_delete_permission_and_dates_drill_down(site, model):
+    model_admin = admin.site._registry[model]
+    obj = _first(model)
+    assert obj is not None, f"no {model._meta.label} in tests/admin/dataset.py: add one"
+    allowed = model_admin.has_delete_permission(_request(site), obj)
+    get(site, _url(model, "delete", obj.pk), 200 if allowed else 403)
+    assert model._default_manager.filter(pk=obj.pk).exists()
+    listed = get(site, _url(model, "changelist"))
+    actions = listed.context["action_form"]
+    offered = [value for value, _ in actions.fields["action"].choices] if actions else []
+    assert ("delete_selected" in offered) == (
+        allowed and "delete_selected" in model_admin.get_actions(_request(site))
+    )
+    if model_admin.date_hierarchy:
+        field = model_admin.date_hierarchy
+        moment = getattr(obj, field, None)
+        if moment is not None:
+            get(
+                site, f"{_url(model, 'changelist')}?{field}__year={moment.year}&{field}__month={moment.month}"
+            )
+
+
+ACTION_ADMINS = [(m, a) for m, a in REGISTRY if isinstance(a, ObjectActionsMixin)]
+
+
+@pytest.mark.parametrize(
+    "model", [m for m, _ in ACTION_ADMINS], ids=[m._meta.label for m, _ in ACTION_ADMINS]
+)
+def test_object_action_confirmation_pages_load(site, model):
+    """GET only: a confirmation page changes nothing (actions without one are not opened)."""
+    model_admin = admin.site._registry[model]
+    obj = _first(model)
+    assert obj is not None, f"no {model._meta.label} in tests/admin/dataset.py: add one"
+    request = _request(site)
+    change = get(site, _url(model, "change", obj.pk)).content.decode()
+    for action in model_admin.get_object_actions(request, obj):
+        url = model_admin.object_action_url(obj, action)
+        assert url in change, f"{action.name} has no button on the page"
+        if action.confirm:
+            page = get(site, url)
+            assert "confirm" in page.content.decode()
 
 
 @pytest.mark.parametrize(
