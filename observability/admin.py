@@ -7,8 +7,9 @@ services and are audited with channel `admin`. Alert rules are configuration: ed
 "evaluate now" button.
 """
 
+from django.apps import apps
 from django.contrib import admin, messages
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from agentmesh.core.admin import AuditedAdmin, HistoryAdmin, ObjectAction, ObjectActionsMixin
@@ -35,6 +36,22 @@ def _trace_link(trace_id: str, model: str = "span") -> str:
         return "-"
     url = reverse(f"admin:observability_{model}_changelist") + f"?trace_id__exact={trace_id}"
     return format_html('<a href="{}" title="{}">{}…</a>', url, trace_id, trace_id[:8])
+
+
+def _resource_url(resource_type: str, resource_id: str) -> str | None:
+    """The admin page of the resource an event is about (no query), or None."""
+    if not (resource_type and resource_id) or "." not in resource_type:
+        return None
+    try:
+        model = apps.get_model(resource_type)
+    except (LookupError, ValueError):
+        return None
+    if not admin.site.is_registered(model):
+        return None
+    try:
+        return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[resource_id])
+    except NoReverseMatch:
+        return None
 
 
 class ChannelFilter(admin.SimpleListFilter):
@@ -78,7 +95,7 @@ class EventAdmin(IdSearchMixin, HistoryAdmin):
         "source",
         "actor",
         "resource_type",
-        "resource_id",
+        "resource",
         "message",
         "trace_spans",
         "span_id",
@@ -86,11 +103,14 @@ class EventAdmin(IdSearchMixin, HistoryAdmin):
         "related_logs",
         "payload_pretty",
     ]
-    readonly_fields = ["trace_spans", "related_logs", "payload_pretty"]
+    readonly_fields = ["resource", "trace_spans", "related_logs", "payload_pretty"]
 
     @admin.display(description="resource", ordering="resource_id")
     def resource(self, obj):
-        return short_id(obj.resource_id)
+        url = _resource_url(obj.resource_type, obj.resource_id)
+        if url is None:
+            return short_id(obj.resource_id)
+        return format_html('<a href="{}">{}</a>', url, short_id(obj.resource_id))
 
     @admin.display(description="trace", ordering="trace_id")
     def trace(self, obj):

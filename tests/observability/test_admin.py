@@ -122,6 +122,18 @@ def test_event_page_links_its_trace_spans_and_pretty_payload(operator, developer
     assert listed.status_code == 200
 
 
+def test_an_event_links_the_object_it_is_about(operator, developer):
+    alert = _alert(developer)
+    event = ObservabilityEvent.objects.get(type="alert.fired")
+    link = f'href="/admin/observability/alert/{alert.pk}/change/"'
+    assert link in operator.get("/admin/observability/event/").content.decode()
+    assert link in operator.get(f"/admin/observability/event/{event.pk}/change/").content.decode()
+    gone = ObservabilityEvent.objects.create(
+        timestamp=timezone.now(), type="x", resource_type="nowhere.thing", resource_id="1"
+    )
+    assert operator.get(f"/admin/observability/event/{gone.pk}/change/").status_code == 200
+
+
 def test_lists_search_by_trace_request_and_id(operator, developer):
     records = _records(developer)
     span, event = records["span"], records["event"]
