@@ -14,6 +14,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
+from agentmesh.core.features import require_feature
 from agentmesh.core.permissions import has_object_action
 from agentmesh.core.viewsets import ChildRecordViewSet, ServiceBackedViewSet
 from agents.api.interact import EventStreamRenderer
@@ -84,6 +85,8 @@ class WorkflowViewSet(ServiceBackedViewSet):
         data = WorkflowExecuteRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
+        if values["mode"] == "async":
+            require_feature("background_runs", request.user)
         execution, _ = services.workflow_execute(
             workflow=workflow,
             user=request.user,
@@ -262,6 +265,7 @@ class WorkflowExecutionViewSet(mixins.ListModelMixin, ChildRecordViewSet):
         `Last-Event-ID` to receive only the events after it. The stream ends after
         execution.finished."""
         execution = self.get_object()
+        require_feature("streaming", request.user)
         return stream_events(execution.pk, request.headers.get("Last-Event-ID", ""))
 
 
