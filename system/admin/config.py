@@ -74,7 +74,8 @@ class FeatureFlagForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["name"].choices = [(name, name) for name in sorted(FEATURES)]
+        if "name" in self.fields:  # read-only once the flag exists
+            self.fields["name"].choices = [(name, name) for name in sorted(FEATURES)]
 
 
 @admin.register(FeatureFlag)
