@@ -214,3 +214,53 @@ def test_the_reload_signal_drops_the_process_copy(settings):
     assert runtime_setting("AGENTS_DEFAULT_MAX_TURNS") == 10  # this process's copy
     runtime_config_reload.send(sender=None)
     assert runtime_setting("AGENTS_DEFAULT_MAX_TURNS") == 4
+
+
+def test_agent_default_token_and_cost_limits_reach_the_budget(admin_client):
+    from decimal import Decimal
+
+    from agents.runtime.limits import Budget, LimitReached
+
+    put(admin_client, {"AGENTS_DEFAULT_MAX_OUTPUT_TOKENS": 50, "AGENTS_DEFAULT_MAX_COST_USD_PER_RUN": 0.5})
+
+    def budget(limits):  # as agents.runtime.loop.RunLoop builds it
+        return Budget(
+            limits=limits,
+            default_timeout=runtime_setting("AGENTS_DEFAULT_TIMEOUT_SECONDS"),
+            default_max_turns=runtime_setting("AGENTS_DEFAULT_MAX_TURNS"),
+            defaults={
+                "max_output_tokens": runtime_setting("AGENTS_DEFAULT_MAX_OUTPUT_TOKENS") or None,
+                "max_cost_usd_per_run": runtime_setting("AGENTS_DEFAULT_MAX_COST_USD_PER_RUN") or None,
+            },
+        )
+
+    spent = budget({})
+    assert spent.max_tokens_for_next_call(1000) == 50
+    spent.record_usage(10, 50, Decimal("0.01"))
+    with pytest.raises(LimitReached) as limit:
+        spent.check()
+    assert limit.value.stop_reason == "token_budget"
+    costly = budget({})
+    costly.record_usage(10, 1, Decimal("0.6"))
+    with pytest.raises(LimitReached) as limit:
+        costly.check()
+    assert limit.value.stop_reason == "cost_limit"
+    own = budget({"max_output_tokens": 500})  # the agent's own constraint wins
+    assert own.max_tokens_for_next_call(1000) == 500
+
+
+def test_trigger_throttle_rate(admin_client, developer, api_client):
+    from integration.services.webhooks import trigger_create
+    from workflows.services import workflow_create
+
+    workflow = workflow_create(
+        owner=developer,
+        name="t",
+        definition={"nodes": [{"id": "a", "type": "transform", "config": {"template": "1"}}]},
+    )
+    _, token, _ = trigger_create(workflow=workflow, actor=developer, name="t", signed=False)
+    put(admin_client, {"TRIGGER_THROTTLE_RATE": "1/minute"})
+    statuses = [
+        api_client.post(f"/api/v1/integration/hooks/{token}", {}, format="json").status_code for _ in range(2)
+    ]
+    assert statuses == [202, 429]
