@@ -48,7 +48,8 @@ class FeatureFlagDetailView(APIView):
 
         `everyone`: true on, false off for everyone (the feature answers 503), null decided per
         user by `percent` (sticky per user), `users` (ids), `groups` (names), `roles`,
-        `superusers`, `staff`, `authenticated` (a user no rule admits gets 403). Audited; in
+        `superusers`, `staff`, `authenticated` (a user no rule admits gets 403). A first change
+        that sets rules without `everyone` makes the flag decided by them. Audited; in
         force everywhere within RUNTIME_CONFIG_CACHE_SECONDS. Admin only."""
         self._flag(name)
         data = FeatureFlagUpdateSerializer(data=request.data)

@@ -216,6 +216,7 @@ def flag_get(name: str) -> dict:
 
 
 # --- writes ---------------------------------------------------------------------------------
+TARGETING_FIELDS = frozenset({"percent", "roles", "staff", "authenticated"})
 FLAG_FIELDS = (
     "everyone",
     "percent",
@@ -282,7 +283,11 @@ def flag_set(*, name: str, actor=None, **changes: Any) -> dict:
     flag = FeatureFlag.objects.select_for_update().filter(name=name).first()
     created = flag is None
     if created:
-        flag = FeatureFlag(name=name, everyone=True, superusers=True, note=FEATURES[name].description[:500])
+        # A first change that sets rules without `everyone` means "decide by the rules".
+        targeted = "everyone" not in changes and bool(set(changes) & TARGETING_FIELDS or users or groups)
+        flag = FeatureFlag(
+            name=name, everyone=None if targeted else True, note=FEATURES[name].description[:500]
+        )
     before = None if created else snapshot(flag)
     old_users = [] if created else sorted(flag.users.values_list("pk", flat=True))
     old_groups = [] if created else sorted(flag.groups.values_list("name", flat=True))

@@ -269,3 +269,12 @@ def test_unknown_flags_are_404_and_the_api_is_admin_only(admin_user, developer, 
         assert_problem(client.put(f"{FLAGS}/streaming", {"everyone": False}, format="json"), 403)
         assert_problem(client.delete(f"{FLAGS}/streaming"), 403)
     assert flag_is_active("streaming")
+
+
+def test_a_first_change_that_sets_rules_makes_the_flag_targeted(admin_user, client_for, developer):
+    client = client_for(admin_user)
+    response = client.put(f"{FLAGS}/webhooks", {"roles": ["admin"]}, format="json")
+    assert response.json()["state"] == "targeted" and response.json()["everyone"] is None
+    assert not flag_is_active("webhooks", developer) and flag_is_active("webhooks", admin_user)
+    response = client.put(f"{FLAGS}/triggers", {"note": "just a note"}, format="json")
+    assert response.json()["state"] == "on"
