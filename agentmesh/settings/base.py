@@ -458,6 +458,8 @@ TRIGGER_THROTTLE_RATE = env_str("TRIGGER_THROTTLE_RATE", "60/minute")
 # Feature flags (GET/PUT /api/v1/system/flags): django-waffle's flag model, swapped for ours
 # (sticky percentage rollout by user, role targeting). A flag with no row is on.
 WAFFLE_FLAG_MODEL = "system.FeatureFlag"
+# waffle's own migrations would create its unused Flag tables too (see that package's docstring)
+MIGRATION_MODULES = {"waffle": "system.waffle_migrations"}
 WAFFLE_ENABLE_ADMIN_PAGES = False  # system.admin.config registers an audited flag admin
 WAFFLE_CREATE_MISSING_FLAGS = False
 WAFFLE_FLAG_DEFAULT = True
