@@ -188,6 +188,21 @@ def feature_required(name: str):
     return decorate
 
 
+def feature_permission(name: str) -> type:
+    """A DRF permission class: the view answers 503/403 unless the feature is on for the user."""
+    from rest_framework.permissions import BasePermission
+
+    class FeatureEnabled(BasePermission):
+        def has_permission(self, request, view):
+            user = getattr(request, "user", None)
+            require_feature(name, user if getattr(user, "is_authenticated", False) else None)
+            return True
+
+    FeatureEnabled.feature_flag = name
+    FeatureEnabled.__name__ = f"FeatureEnabled[{name}]"
+    return FeatureEnabled
+
+
 def tool_type_flag(tool_type: str) -> str:
     """The flag that switches a tool type on and off (`mcp` for MCP tools, else tool_type.<type>)."""
     return "mcp" if tool_type == "mcp" else f"tool_type.{tool_type}"
@@ -216,6 +231,7 @@ __all__ = [
     "FeatureUnavailable",
     "FlagDecision",
     "RuntimeSetting",
+    "feature_permission",
     "feature_required",
     "flag_decision",
     "flag_is_active",

@@ -290,7 +290,7 @@ class AutoSchema(SpectacularAutoSchema):
                 codes.append("415")
         if view.get_throttles():
             codes.append("429")
-        if method in ("POST", "PUT", "PATCH", "DELETE"):
+        if method in ("POST", "PUT", "PATCH", "DELETE") or getattr(self._handler(), "feature_flag", None):
             codes.append("503")  # maintenance mode (system.middleware), feature flags
         return codes
 

@@ -278,3 +278,41 @@ def test_a_first_change_that_sets_rules_makes_the_flag_targeted(admin_user, clie
     assert not flag_is_active("webhooks", developer) and flag_is_active("webhooks", admin_user)
     response = client.put(f"{FLAGS}/triggers", {"note": "just a note"}, format="json")
     assert response.json()["state"] == "on"
+
+
+def test_workflow_event_streams_and_the_drf_permission_follow_the_streaming_flag(developer, client_for):
+    from rest_framework.response import Response
+    from rest_framework.test import APIRequestFactory, force_authenticate
+    from rest_framework.views import APIView
+
+    from agentmesh.core.features import feature_permission
+    from workflows.services import workflow_create
+
+    client = client_for(developer)
+    workflow = workflow_create(
+        owner=developer,
+        name="w",
+        definition={"nodes": [{"id": "a", "type": "transform", "config": {"template": "1"}}]},
+    )
+    execution = client.post(
+        f"/api/v1/workflows/{workflow.pk}/execute", {"mode": "sync"}, format="json"
+    ).json()
+    flag_set(name="streaming", everyone=False)
+    events = client.get(
+        f"/api/v1/workflows/executions/{execution['id']}/events", HTTP_ACCEPT="text/event-stream"
+    )
+    assert events.status_code == 503 and "'streaming'" in events.json()["detail"]
+
+    class Streamed(APIView):
+        permission_classes = [feature_permission("streaming")]
+
+        def get(self, request):
+            return Response({"ok": True})
+
+    request = APIRequestFactory().get("/x")
+    force_authenticate(request, developer)
+    assert Streamed.as_view()(request).status_code == 503
+    flag_set(name="streaming", everyone=None, users=[developer.pk])
+    request = APIRequestFactory().get("/x")
+    force_authenticate(request, developer)
+    assert Streamed.as_view()(request).status_code == 200

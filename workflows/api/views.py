@@ -14,7 +14,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
-from agentmesh.core.features import require_feature
+from agentmesh.core.features import feature_required, require_feature
 from agentmesh.core.permissions import has_object_action
 from agentmesh.core.viewsets import ChildRecordViewSet, ServiceBackedViewSet
 from agents.api.interact import EventStreamRenderer
@@ -260,12 +260,12 @@ class WorkflowExecutionViewSet(mixins.ListModelMixin, ChildRecordViewSet):
         },
     )
     @action(detail=True, methods=["get"], renderer_classes=[renderers.JSONRenderer, EventStreamRenderer])
+    @feature_required("streaming")
     def events(self, request, *args, **kwargs):
         """Server-sent events of the execution as it runs. Each event has an id: re-attach with
         `Last-Event-ID` to receive only the events after it. The stream ends after
         execution.finished."""
         execution = self.get_object()
-        require_feature("streaming", request.user)
         return stream_events(execution.pk, request.headers.get("Last-Event-ID", ""))
 
 
