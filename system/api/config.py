@@ -5,6 +5,7 @@ from rest_framework.views import APIView
 
 from agentmesh.core.permissions import is_admin
 
+from ..selectors import config as config_selectors
 from ..services import config as config_services
 from .config_serializers import RuntimeConfigSerializer, RuntimeConfigUpdateSerializer
 
@@ -18,8 +19,8 @@ class IsPlatformAdmin(BasePermission):
 
 def _config() -> dict:
     return {
-        "settings": config_services.config_values(),
-        "effective": config_services.config_effective_settings(),
+        "settings": config_selectors.config_values(),
+        "effective": config_selectors.config_effective_settings(),
     }
 
 

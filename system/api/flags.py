@@ -4,6 +4,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ..selectors import config as config_selectors
 from ..services import flags as flag_services
 from .config import IsPlatformAdmin
 from .flags_serializers import FeatureFlagSerializer, FeatureFlagUpdateSerializer
@@ -18,7 +19,7 @@ class FeatureFlagListView(APIView):
     def get(self, request):
         """Every feature flag with its rules: on/off for everyone, or a sticky percentage
         rollout and targeted users, groups and roles. A flag never changed is on. Admin only."""
-        return Response(FeatureFlagSerializer(flag_services.flags_list(), many=True).data)
+        return Response(FeatureFlagSerializer(config_selectors.flags_list(), many=True).data)
 
 
 class FeatureFlagDetailView(APIView):
@@ -29,7 +30,7 @@ class FeatureFlagDetailView(APIView):
 
     def _flag(self, name: str) -> dict:
         try:
-            return flag_services.flag_get(name)
+            return config_selectors.flag_get(name)
         except flag_services.FlagNotFound as exc:
             raise NotFound(f"No feature flag {name!r}.") from exc
 

@@ -282,66 +282,6 @@ def config_validate_value(*, key: str, value: Any) -> Any:
     return value
 
 
-# --- reads --------------------------------------------------------------------------------------
-def config_values() -> list[dict]:
-    """Every key with its value in force, default, type, range and description."""
-    stored = STORED.get()
-    out = []
-    for key, setting in SETTINGS.items():
-        default = setting.default()
-        out.append(
-            {
-                "key": key,
-                "value": stored.get(key, default),
-                "default": default,
-                "overridden": key in stored,
-                "type": type_name(setting),
-                "min": setting.min,
-                "max": setting.max,
-                "max_length": setting.max_length,
-                "section": setting.section,
-                "description": setting.description,
-            }
-        )
-    return out
-
-
-def config_effective_settings() -> dict:
-    """Read-only settings that matter to an operator (no secrets, no URL with a password)."""
-    from django.db import connection
-
-    broker = settings.CELERY_BROKER_URL.split(":", 1)[0] or "unknown"
-    database = settings.DATABASES["default"]
-    pool = (database.get("OPTIONS") or {}).get("pool") or {}
-    cache_backend = settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]
-    return {
-        "run_mode": "embedded" if broker == "filesystem" else "production",
-        "debug": bool(settings.DEBUG),
-        "broker": broker,
-        "tasks_eager": bool(getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False)),
-        "database_vendor": connection.vendor,
-        "database_pool": (
-            {"min_size": pool.get("min_size"), "max_size": pool.get("max_size")}
-            if isinstance(pool, dict) and pool
-            else None
-        ),
-        "database_conn_max_age": database.get("CONN_MAX_AGE") or 0,
-        "cache_backend": cache_backend,
-        "time_zone": settings.TIME_ZONE,
-        "log_level": settings.LOG_LEVEL,
-        "log_format": settings.LOG_FORMAT,
-        "allowed_hosts": list(settings.ALLOWED_HOSTS),
-        "max_request_body_bytes": settings.MAX_REQUEST_BODY_BYTES,
-        "api_page_size": settings.REST_FRAMEWORK.get("PAGE_SIZE"),
-        "api_max_page_size": settings.API_MAX_PAGE_SIZE,
-        "jwt_access_minutes": int(settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"].total_seconds() // 60),
-        "jwt_refresh_days": settings.SIMPLE_JWT["REFRESH_TOKEN_LIFETIME"].days,
-        "login_lockout_enabled": bool(getattr(settings, "AXES_ENABLED", False)),
-        "otlp_export": bool(getattr(settings, "OTEL_EXPORTER_OTLP_ENDPOINT", "")),
-        "runtime_config_cache_seconds": settings.RUNTIME_CONFIG_CACHE_SECONDS,
-    }
-
-
 def constance_config() -> dict:
     """CONSTANCE_CONFIG for constance's admin form: (default, help text) per key."""
     out = {}
@@ -398,4 +338,6 @@ def config_update(*, values: dict[str, Any], actor=None) -> list[dict]:
         )
     STORED.clear()
     transaction.on_commit(STORED.clear)
+    from ..selectors.config import config_values
+
     return config_values()

@@ -164,57 +164,6 @@ def _read(name: str, user) -> FlagDecision:
 install_backends(flag_reader=_read)
 
 
-# --- reads ------------------------------------------------------------------------------------
-def flag_state(name: str, flag: FeatureFlag | None) -> dict:
-    feature = FEATURES[name]
-    if flag is None:
-        return {
-            "name": name,
-            "description": feature.description,
-            "stored": False,
-            "everyone": None,
-            "state": "on",
-            "percent": None,
-            "users": [],
-            "groups": [],
-            "roles": [],
-            "superusers": True,
-            "staff": False,
-            "authenticated": False,
-            "note": "",
-            "modified": None,
-        }
-    state = {True: "on", False: "off"}.get(flag.everyone, "targeted")
-    return {
-        "name": name,
-        "description": feature.description,
-        "stored": True,
-        "everyone": flag.everyone,
-        "state": state,
-        "percent": float(flag.percent) if flag.percent is not None else None,
-        "users": sorted(user.pk for user in flag.users.all()),
-        "groups": sorted(group.name for group in flag.groups.all()),
-        "roles": sorted(flag.roles or []),
-        "superusers": flag.superusers,
-        "staff": flag.staff,
-        "authenticated": flag.authenticated,
-        "note": flag.note,
-        "modified": flag.modified,
-    }
-
-
-def flags_list() -> list[dict]:
-    rows = {f.name: f for f in FeatureFlag.objects.prefetch_related("users", "groups")}
-    return [flag_state(name, rows.get(name)) for name in sorted(FEATURES)]
-
-
-def flag_get(name: str) -> dict:
-    if name not in FEATURES:
-        raise FlagNotFound(name)
-    flag = FeatureFlag.objects.prefetch_related("users", "groups").filter(name=name).first()
-    return flag_state(name, flag)
-
-
 # --- writes ---------------------------------------------------------------------------------
 TARGETING_FIELDS = frozenset({"percent", "roles", "staff", "authenticated"})
 FLAG_FIELDS = (
@@ -312,6 +261,8 @@ def flag_set(*, name: str, actor=None, **changes: Any) -> dict:
         audited("update", flag, before=before, actor=actor, changes=extra)
     RULES.clear()
     transaction.on_commit(RULES.clear)
+    from ..selectors.config import flag_get
+
     return flag_get(name)
 
 
@@ -327,4 +278,6 @@ def flag_reset(*, name: str, actor=None) -> dict:
         audited("delete", flag, before=before, actor=actor)
     RULES.clear()
     transaction.on_commit(RULES.clear)
+    from ..selectors.config import flag_get
+
     return flag_get(name)
