@@ -1,6 +1,8 @@
 """Test settings: SQLite and eager tasks unless DATABASE_URL / CELERY_BROKER_URL say otherwise."""
 
 import os
+import tempfile
+from pathlib import Path
 
 from .base import *  # noqa: F403
 from .base import CACHES, DATABASE_CONN_MAX_AGE, DATABASES, REST_FRAMEWORK, VAR_DIR
@@ -38,3 +40,5 @@ LOGGING = {"version": 1, "disable_existing_loggers": False, "loggers": QUIET_LOG
 ROOT_URLCONF = "tests.testapp.urls"
 # Tests read what a request recorded right after it: flush the observability buffer every time.
 OBSERVABILITY_FLUSH_SECONDS = float(os.environ.get("OBSERVABILITY_FLUSH_SECONDS", "0"))
+# Backups (POST /system/backup, also when fuzzed by the contract tests) go to a temporary directory.
+BACKUP_DIR = Path(tempfile.gettempdir()) / f"agentmesh-test-backups-{os.getpid()}"

@@ -3,10 +3,15 @@ adds its urlpatterns here."""
 
 from django.urls import path
 
-from . import health
+from . import backups, health
 
 app_name = "system-api"
 
 urlpatterns = [
     path("health", health.HealthView.as_view(), name="health"),
+    # backups
+    path("backup", backups.BackupCreateView.as_view(), name="backup-create"),
+    path("backups", backups.BackupListView.as_view(), name="backup-list"),
+    path("backups/<uuid:id>", backups.BackupDetailView.as_view(), name="backup-detail"),
+    path("backups/<uuid:id>/download", backups.BackupDownloadView.as_view(), name="backup-download"),
 ]

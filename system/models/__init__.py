@@ -1,5 +1,6 @@
 """System models, one module per area (heartbeat, …); each area adds its import here."""
 
+from .backups import Backup, BackupFormat, BackupStatus
 from .heartbeat import WorkerHeartbeat
 
-__all__ = ["WorkerHeartbeat"]
+__all__ = ["Backup", "BackupFormat", "BackupStatus", "WorkerHeartbeat"]
