@@ -95,7 +95,7 @@ def _dependency_order(candidates: list[type[models.Model]]) -> list[type[models.
     while remaining:
         ready = [label for label in remaining if needs[label] <= done]
         if not ready:  # a cycle (nullable back-references): constraints are deferred anyway
-            ready = remaining[:1]
+            ready = [min(remaining, key=lambda label: len(needs[label] - done))]
         for label in ready:
             ordered.append(label)
             done.add(label)
@@ -230,7 +230,7 @@ def _write_table(archive: zipfile.ZipFile, model: type[models.Model], index: int
     digest, rows = hashlib.sha256(), 0
     header = {"model": meta.label_lower, "table": meta.db_table, "columns": [f.attname for f in fields]}
     rows_query = model._base_manager.using(using).order_by("pk").values_list(*[f.attname for f in fields])
-    with archive.open(member, "w", force_zip64=True) as out:
+    with archive.open(_member_info(member, zipfile.ZIP_DEFLATED), "w", force_zip64=True) as out:
         line = (json.dumps(header, separators=(",", ":")) + "\n").encode()
         digest.update(line)
         out.write(line)
@@ -240,6 +240,13 @@ def _write_table(archive: zipfile.ZipFile, model: type[models.Model], index: int
             out.write(line)
             rows += 1
     return {**header, "member": member, "rows": rows, "sha256": digest.hexdigest()}
+
+
+def _member_info(name: str, compression: int) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=dt.datetime.now().timetuple()[:6])
+    info.compress_type = compression
+    info.external_attr = 0o600 << 16
+    return info
 
 
 def pg_dump_status(using: str = "default") -> tuple[bool, str]:
@@ -306,7 +313,7 @@ def write_pg_dump(target: IO[bytes], *, using: str = "default") -> dict:
         process = subprocess.Popen(  # noqa: S603 (a fixed argument list, no shell)
             command, stdout=subprocess.PIPE, stderr=errors, env=_pg_env(using)
         )
-        with archive.open(PG_MEMBER, "w", force_zip64=True) as out:
+        with archive.open(_member_info(PG_MEMBER, zipfile.ZIP_STORED), "w", force_zip64=True) as out:
             while chunk := process.stdout.read(CHUNK):
                 digest.update(chunk)
                 out.write(chunk)

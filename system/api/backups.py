@@ -2,7 +2,10 @@
 
 from pathlib import PurePosixPath
 
-from django.http import FileResponse
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.http import FileResponse, StreamingHttpResponse
+from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -98,9 +101,22 @@ class BackupDownloadView(APIView):
         """The backup archive as a file download (admin; 404 while it has none)."""
         backup = get_object_or_404(Backup, pk=id)
         handle = services.backup_open(backup=backup)
-        return FileResponse(
-            handle,
-            as_attachment=True,
-            filename=PurePosixPath(backup.file_name).name,
-            content_type="application/zip",
+        if isinstance(request._request, ASGIRequest):
+            # Under ASGI a synchronous file iterator would be read whole into memory first.
+            response = StreamingHttpResponse(_async_chunks(handle), content_type="application/zip")
+        else:
+            response = FileResponse(handle, content_type="application/zip")
+        response["Content-Disposition"] = content_disposition_header(
+            True, PurePosixPath(backup.file_name).name
         )
+        if backup.size_bytes is not None:
+            response["Content-Length"] = str(backup.size_bytes)
+        return response
+
+
+async def _async_chunks(handle, size: int = 1 << 20):
+    try:
+        while chunk := await sync_to_async(handle.read)(size):
+            yield chunk
+    finally:
+        await sync_to_async(handle.close)()
