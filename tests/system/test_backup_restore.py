@@ -54,16 +54,26 @@ def fresh_sqlite(migrated_sqlite, tmp_path, name: str):
 def postgres_databases(tmp_path):
     """make(migrated: bool) -> env of a fresh PostgreSQL database (dropped after the test)."""
     settings_dict = connection.settings_dict
-    created = []
+    created: list[str] = []
+    template: list[str] = []  # a migrated, empty database the migrated ones are copies of
+
+    def create(template_name: str | None = None) -> str:
+        name = f"{settings_dict['NAME']}_restore_{uuid.uuid4().hex[:8]}"
+        copy = f' TEMPLATE "{template_name}"' if template_name else ""
+        postgres_admin(settings_dict, f'CREATE DATABASE "{name}"{copy}')
+        created.append(name)
+        return name
+
+    def env_for(name: str) -> dict:
+        return subprocess_env(postgres_url(settings_dict, name), tmp_path / f"var-{name}")
 
     def make(*, migrated: bool) -> dict:
-        name = f"{settings_dict['NAME']}_restore_{uuid.uuid4().hex[:8]}"
-        postgres_admin(settings_dict, f'CREATE DATABASE "{name}"')
-        created.append(name)
-        env = subprocess_env(postgres_url(settings_dict, name), tmp_path / f"var-{name}")
-        if migrated:
-            manage(env, "migrate", "--noinput", "-v0")
-        return env
+        if not migrated:
+            return env_for(create())
+        if not template:
+            template.append(create())
+            manage(env_for(template[0]), "migrate", "--noinput", "-v0")
+        return env_for(create(template[0]))
 
     yield make
     for name in created:
