@@ -429,9 +429,13 @@ def restore_portable(archive: zipfile.ZipFile, manifest: dict, *, using: str = "
         tables = [m._meta.db_table for m in here.values()]
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":
-                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+                # Checks still pending from earlier in an enclosing transaction run now (TRUNCATE
+                # refuses a table with pending trigger events); the inserts' wait for the commit.
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             for statement in connection.ops.sql_flush(no_style(), tables):
                 cursor.execute(statement)
+            if connection.vendor == "postgresql":
+                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
             for table in manifest["tables"]:
                 model = here[table["model"]]
                 counts[model._meta.db_table] = _load_table(cursor, archive, table, model, connection)
