@@ -313,12 +313,19 @@ def write_pg_dump(target: IO[bytes], *, using: str = "default") -> dict:
         process = subprocess.Popen(  # noqa: S603 (a fixed argument list, no shell)
             command, stdout=subprocess.PIPE, stderr=errors, env=_pg_env(using)
         )
-        with archive.open(_member_info(PG_MEMBER, zipfile.ZIP_STORED), "w", force_zip64=True) as out:
-            while chunk := process.stdout.read(CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
-        process.stdout.close()
+        streamed = False
+        try:
+            with archive.open(_member_info(PG_MEMBER, zipfile.ZIP_STORED), "w", force_zip64=True) as out:
+                while chunk := process.stdout.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+            streamed = True
+        finally:
+            process.stdout.close()
+            if not streamed:  # a time limit or a full disk: pg_dump must not outlive the job
+                process.kill()
+                process.wait()
         if process.wait() != 0:
             errors.seek(0)
             message = errors.read(4000).decode(errors="replace").strip()

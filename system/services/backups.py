@@ -6,9 +6,11 @@ The archive formats live in `system.backup_formats`; this module decides where a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +129,7 @@ def backup_run(*, backup_id: Any) -> Backup | None:
             storage = backup_storage()
             with open(path, "rb") as source:
                 stored = storage.save(name, File(source, name=name))
+            backup.file_name = stored  # removed again below if the job fails from here on
             storage.save(f"{stored}.sha256", ContentFile(f"{sha256}  {Path(stored).name}\n".encode()))
         backup.status, backup.error = BackupStatus.SUCCEEDED, ""
         backup.file_name, backup.sha256, backup.size_bytes = stored, sha256, size
@@ -135,6 +138,9 @@ def backup_run(*, backup_id: Any) -> Backup | None:
     except Exception as exc:  # the job records why it failed; nothing propagates to the worker
         logger.exception("Backup %s failed", backup.pk)
         backup.status, backup.error = BackupStatus.FAILED, str(exc)[:4000]
+        with contextlib.suppress(Exception):
+            _delete_files(backup)  # a partly stored archive
+        backup.file_name = ""
     backup.duration_seconds = round(time.monotonic() - started, 3)
     backup.finished_at = timezone.now()
     with transaction.atomic():
@@ -190,10 +196,18 @@ def _delete_files(backup: Backup) -> None:
         storage.delete(name)  # a missing file is not an error for Django storages
 
 
+def _stale(backup: Backup) -> bool:
+    """Pending or running for longer than a job may run: no worker will finish it."""
+    since = backup.started_at or backup.created_at
+    limit = timedelta(seconds=settings.BACKUP_TIME_LIMIT_SECONDS + 120)
+    return since is not None and timezone.now() - since > limit
+
+
 def backup_delete(*, backup: Backup) -> None:
-    """Remove a backup's archive from the storage and its row. A running one is a 409."""
-    if backup.status == BackupStatus.RUNNING:
-        raise ConflictError("The backup is still running.")
+    """Remove a backup's archive from the storage and its row. A running one is a 409 until
+    its time limit has passed (its worker is gone)."""
+    if backup.status in (BackupStatus.PENDING, BackupStatus.RUNNING) and not _stale(backup):
+        raise ConflictError(f"The backup is {backup.status}; delete it once it has finished.")
     before = snapshot(backup)
     with transaction.atomic():
         backup.delete()

@@ -5,11 +5,13 @@ import hashlib
 import io
 import json
 import zipfile
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test import override_settings
 from django.urls import reverse
+from django.utils import timezone
 
 from observability.models import ObservabilityEvent
 from system.models import Backup, BackupStatus
@@ -124,10 +126,24 @@ def test_a_failed_backup_records_why_and_has_no_download(admin_user, client_for)
     assert_problem(client.get(f"{detail(backup.pk)}/download"), 404)
 
 
-def test_a_running_backup_cannot_be_deleted(admin_user, client_for):
-    backup = Backup.objects.create(status=BackupStatus.RUNNING, format="portable")
-    assert_problem(client_for(admin_user).delete(detail(backup.pk)), 409)
+def test_a_running_backup_cannot_be_deleted_until_its_time_limit_has_passed(admin_user, client_for):
+    backup = Backup.objects.create(status=BackupStatus.RUNNING, format="portable", started_at=timezone.now())
+    client = client_for(admin_user)
+    assert_problem(client.delete(detail(backup.pk)), 409)
     assert Backup.objects.filter(pk=backup.pk).exists()
+    Backup.objects.filter(pk=backup.pk).update(started_at=timezone.now() - timedelta(hours=2))
+    assert client.delete(detail(backup.pk)).status_code == 204
+
+
+def test_a_backup_that_cannot_be_stored_fails_with_its_reason(
+    admin_user, client_for, django_capture_on_commit_callbacks, settings
+):
+    settings.BACKUP_STORAGE = "no-such-storage"
+    accepted = start(client_for(admin_user), django_capture_on_commit_callbacks)
+    backup = Backup.objects.get(pk=accepted["id"])
+    assert backup.status == BackupStatus.FAILED
+    assert "no-such-storage" in backup.error
+    assert backup.file_name == "" and backup.finished_at is not None
 
 
 @override_settings(BACKUP_RETENTION_COUNT=2)
@@ -170,3 +186,27 @@ def test_admin_pages_refuse_a_developer(developer, client):
     developer.save()
     client.force_login(developer)
     assert client.get(reverse("admin:system_backup_create")).status_code in (302, 403)
+
+
+def test_backups_go_to_any_django_storage(
+    admin_user, client_for, django_capture_on_commit_callbacks, settings
+):
+    """BACKUP_STORAGE names a STORAGES alias (S3 through django-storages works the same way)."""
+    from django.core.files.storage import storages
+
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "backups": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
+    }
+    settings.BACKUP_STORAGE = "backups"
+    client = client_for(admin_user)
+    body = client.get(detail(start(client, django_capture_on_commit_callbacks)["id"])).json()
+    assert body["status"] == "succeeded" and body["storage"] == "backups"
+    storage = storages["backups"]
+    with storage.open(body["file_name"], "rb") as stored:
+        assert hashlib.sha256(stored.read()).hexdigest() == body["sha256"]
+    assert storage.exists(f"{body['file_name']}.sha256")
+    download = client.get(body["download_url"])
+    assert hashlib.sha256(b"".join(download.streaming_content)).hexdigest() == body["sha256"]
+    assert client.delete(detail(body["id"])).status_code == 204
+    assert not storage.exists(body["file_name"])
