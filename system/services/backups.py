@@ -109,11 +109,12 @@ def _write_archive(fmt: str, target) -> dict:
 def backup_run(*, backup_id: Any) -> Backup | None:
     """Run a pending backup job: snapshot, store, record size/checksum/schema, prune old ones.
 
-    A redelivered message (worker lost mid-backup) finds it running and starts it over; a
-    finished one is left alone."""
+    Only a pending job runs: a redelivered message finds it running (perhaps still, in another
+    worker) or finished and leaves it alone. One whose worker died stays `running` until its
+    time limit has passed; then it may be deleted, and a new backup started."""
     with transaction.atomic():
         backup = Backup.objects.select_for_update().filter(pk=backup_id).first()
-        if backup is None or backup.status not in (BackupStatus.PENDING, BackupStatus.RUNNING):
+        if backup is None or backup.status != BackupStatus.PENDING:
             return backup
         backup.status, backup.started_at = BackupStatus.RUNNING, timezone.now()
         backup.save(update_fields=["status", "started_at", "updated_at"])
@@ -126,7 +127,7 @@ def backup_run(*, backup_id: Any) -> Backup | None:
             with open(path, "wb") as out:
                 manifest = _write_archive(backup.format, out)
             sha256, size = formats.file_sha256(path), path.stat().st_size
-            storage = backup_storage()
+            storage = backup_storage(backup.storage)
             with open(path, "rb") as source:
                 stored = storage.save(name, File(source, name=name))
             backup.file_name = stored  # removed again below if the job fails from here on

@@ -120,8 +120,11 @@ def manage(env: dict, *args: str, check: bool = True) -> subprocess.CompletedPro
     return run(["manage.py", *args], env, check=check)
 
 
-def state_of(env: dict) -> dict:
-    return json.loads(run(["-m", "tests.system.backup_support", "state"], env).stdout)
+def state_of(env: dict, *, then_insert: bool = False) -> dict:
+    """The state of the database of `env`; `then_insert`: afterwards insert rows (their ids
+    under "inserted")."""
+    args = ["-m", "tests.system.backup_support", "state", *(["--then-insert"] if then_insert else [])]
+    return json.loads(run(args, env).stdout)
 
 
 def postgres_url(settings_dict: dict, name: str) -> str:
@@ -149,8 +152,23 @@ def postgres_admin(settings_dict: dict, statement: str) -> None:
         conn.execute(statement)
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["state"]:
+def insert_rows() -> dict:
+    """New rows in tables with integer ids: they must not collide with the restored ids
+    (PostgreSQL sequences reset after a restore)."""
+    from django.contrib.auth.models import Group
+
+    from agentmesh.accounts.models import User
+
+    user = User.objects.create_user(username="after-restore", email="after@example.com", password="x")
+    group = Group.objects.create(name="after-restore")
+    return {"user": user.pk, "group": group.pk}
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["state"]:
     import django
 
     django.setup()
-    print(json.dumps(database_state()))
+    result = database_state()
+    if "--then-insert" in sys.argv:
+        result["inserted"] = insert_rows()
+    print(json.dumps(result))

@@ -210,3 +210,17 @@ def test_backups_go_to_any_django_storage(
     assert hashlib.sha256(b"".join(download.streaming_content)).hexdigest() == body["sha256"]
     assert client.delete(detail(body["id"])).status_code == 204
     assert not storage.exists(body["file_name"])
+
+
+def test_the_job_runs_only_once(db):
+    from system.services.backups import backup_run
+    from system.tasks import run_backup
+
+    running = Backup.objects.create(status=BackupStatus.RUNNING, format="portable")
+    done = Backup.objects.create(status=BackupStatus.SUCCEEDED, format="portable", file_name="x.zip")
+    assert backup_run(backup_id=running.pk).status == BackupStatus.RUNNING  # a redelivered message
+    assert run_backup.delay(str(done.pk)) is not None
+    done.refresh_from_db()
+    assert done.status == BackupStatus.SUCCEEDED and done.file_name == "x.zip"
+    assert backup_run(backup_id="00000000-0000-0000-0000-000000000000") is None
+    assert not backup_storage().exists("x.zip")

@@ -112,9 +112,11 @@ def test_portable_backup_restores_into_an_empty_sqlite_database_with_the_same_ro
     target = fresh_sqlite(migrated_sqlite, tmp_path, "target")
     out = manage(target, "restore", str(path)).stdout
     assert "whole file matches its .sha256" in out
-    restored = state_of(target)
+    restored = state_of(target, then_insert=True)
     assert_same_rows(source, restored)
     assert restored["secrets"]["backup-secret"] == data["plaintext"]
+    # new rows get ids after the restored ones
+    assert restored["inserted"]["user"] > max(map(int, source["tables"]["accounts_user"]))
 
 
 @on_postgresql
@@ -126,7 +128,11 @@ def test_postgresql_backups_restore_into_postgresql_and_across_to_sqlite_and_bac
     _, portable_path, source = take_backup("portable")
     target = postgres_databases(migrated=True)
     manage(target, "restore", str(portable_path))
-    assert_same_rows(source, state_of(target))
+    restored = state_of(target, then_insert=True)
+    assert_same_rows(source, restored)
+    # the sequences were reset: new rows get ids after the restored ones
+    assert restored["inserted"]["user"] > max(map(int, source["tables"]["accounts_user"]))
+    assert restored["inserted"]["group"] > max(map(int, source["tables"]["auth_group"]))
 
     # pg_dump custom format: PostgreSQL -> a blank PostgreSQL database (pg_restore brings the schema)
     _, dump_path, dump_source = take_backup("pg_dump")
