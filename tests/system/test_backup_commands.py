@@ -8,6 +8,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from masterdata.models import Secret, Skill
 from system.models import Backup
@@ -135,3 +136,12 @@ def test_restore_refuses_what_is_not_a_backup(tmp_path):
         restore(other)
     with pytest.raises(CommandError, match="No such file"):
         restore(tmp_path / "missing.zip")
+
+
+@pytest.mark.skipif(connection.vendor == "postgresql", reason="pg_dump is usable on PostgreSQL")
+def test_backup_command_says_why_pg_dump_cannot_be_used(db):
+    with pytest.raises(
+        CommandError, match=r"--format: pg_dump cannot be used here: the database is not PostgreSQL"
+    ):
+        call_command("backup", "--format", "pg_dump", stdout=StringIO())
+    assert not Backup.objects.exists()

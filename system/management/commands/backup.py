@@ -3,6 +3,7 @@ but run here and now), or with --output to a file of your choice."""
 
 from django.core.management.base import CommandError
 
+from agentmesh.core.exceptions import ServiceValidationError, flatten_errors
 from agentmesh.core.management.base import AuditedCommand
 from system.backup_formats import BackupError
 from system.models import BackupStatus
@@ -42,11 +43,10 @@ class Command(AuditedCommand):
             backup = backup_run(backup_id=backup.pk)
         except BackupError as exc:
             raise CommandError(str(exc)) from exc
-        except Exception as exc:
-            detail = getattr(exc, "detail", None)
-            if detail is not None:  # a ServiceValidationError (e.g. pg_dump not usable)
-                raise CommandError(str(detail)) from exc
-            raise
+        except ServiceValidationError as exc:  # e.g. pg_dump cannot be used here
+            raise CommandError(
+                "; ".join(f"--{e['field']}: {e['message']}" for e in flatten_errors(exc.detail))
+            ) from exc
         if backup.status != BackupStatus.SUCCEEDED:
             raise CommandError(f"Backup {backup.pk} failed: {backup.error}")
         self._summary(
