@@ -1,6 +1,8 @@
 """Test settings: SQLite and eager tasks unless DATABASE_URL / CELERY_BROKER_URL say otherwise."""
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -40,5 +42,7 @@ LOGGING = {"version": 1, "disable_existing_loggers": False, "loggers": QUIET_LOG
 ROOT_URLCONF = "tests.testapp.urls"
 # Tests read what a request recorded right after it: flush the observability buffer every time.
 OBSERVABILITY_FLUSH_SECONDS = float(os.environ.get("OBSERVABILITY_FLUSH_SECONDS", "0"))
-# Backups (POST /system/backup, also when fuzzed by the contract tests) go to a temporary directory.
-BACKUP_DIR = Path(tempfile.gettempdir()) / f"agentmesh-test-backups-{os.getpid()}"
+# Backups (POST /system/backup, also when fuzzed by the contract tests) go to a temporary
+# directory of this process, removed when it exits.
+BACKUP_DIR = Path(tempfile.mkdtemp(prefix="agentmesh-test-backups-"))
+atexit.register(shutil.rmtree, BACKUP_DIR, True)
