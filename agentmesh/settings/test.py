@@ -43,6 +43,7 @@ ROOT_URLCONF = "tests.testapp.urls"
 # Tests read what a request recorded right after it: flush the observability buffer every time.
 OBSERVABILITY_FLUSH_SECONDS = float(os.environ.get("OBSERVABILITY_FLUSH_SECONDS", "0"))
 # Backups (POST /system/backup, also when fuzzed by the contract tests) go to a temporary
-# directory of this process, removed when it exits.
-BACKUP_DIR = Path(tempfile.mkdtemp(prefix="agentmesh-test-backups-"))
-atexit.register(shutil.rmtree, BACKUP_DIR, True)
+# directory of this process, removed when it exits (a test's worker subprocess gets BACKUP_DIR).
+if not os.environ.get("BACKUP_DIR"):
+    BACKUP_DIR = Path(tempfile.mkdtemp(prefix="agentmesh-test-backups-"))
+    atexit.register(shutil.rmtree, BACKUP_DIR, True)
