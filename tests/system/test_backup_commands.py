@@ -145,3 +145,24 @@ def test_backup_command_says_why_pg_dump_cannot_be_used(db):
     ):
         call_command("backup", "--format", "pg_dump", stdout=StringIO())
     assert not Backup.objects.exists()
+
+
+@pytest.mark.skipif(connection.vendor == "postgresql", reason="a pg_dump archive restores on PostgreSQL")
+def test_a_pg_dump_archive_does_not_restore_into_sqlite(archive, tmp_path):
+    def as_pg_dump(manifest):
+        manifest.update(
+            format="pg_dump",
+            tables=[],
+            pg_dump={
+                "member": "database.pgdump",
+                "sha256": hashlib.sha256(b"PGDMP").hexdigest(),
+                "size": 5,
+                "pg_dump_version": "15.2",
+            },
+        )
+
+    dumped = rewrite(archive, tmp_path / "dumped.zip", change_manifest=as_pg_dump)
+    with zipfile.ZipFile(dumped, "a") as zipped:
+        zipped.writestr("database.pgdump", b"PGDMP")
+    with pytest.raises(CommandError, match="restores into PostgreSQL only"):
+        restore(dumped, "--force")
