@@ -30,7 +30,7 @@ class IsPlatformAdmin(BasePermission):
 class BackupFilter(FilterSet):
     class Meta:
         model = Backup
-        fields = ["status", "format"]
+        fields = ["status"]  # no `format`: DRF reads that query parameter itself
 
 
 class BackupCreateView(APIView):
