@@ -306,6 +306,16 @@ CELERY_BEAT_SCHEDULE = {
     "workflows-reaper": {"task": "workflows.tasks.reap_workflows", "schedule": 5.0},
 }
 
+# --- System: backups -----------------------------------------------------------------------
+# POST /api/v1/system/backup and `manage.py backup` write archives to BACKUP_DIR, or to the
+# Django storage named by BACKUP_STORAGE (an alias of STORAGES, e.g. S3 through django-storages).
+BACKUP_DIR = Path(env_str("BACKUP_DIR", str(VAR_DIR / "backups")))
+BACKUP_STORAGE = env_str("BACKUP_STORAGE", "")
+# After a backup succeeds, only the newest this many successful ones are kept (0: keep all).
+BACKUP_RETENTION_COUNT = env_int("BACKUP_RETENTION_COUNT", 7)
+# Wall-time limit of one backup job in a worker (the dump of a large database takes a while).
+BACKUP_TIME_LIMIT_SECONDS = env_int("BACKUP_TIME_LIMIT_SECONDS", 3600)
+
 # --- Logging ----------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOG_FORMAT = env_str("LOG_FORMAT", "json")  # json (one object per line) or plain
