@@ -1,0 +1,137 @@
+"""How the admin shows recorded values to an operator: human durations ("7.9 s", "2 min 3 s"),
+costs with currency ("$0.0012", "—" for none), short ids with the full one on hover,
+pretty-printed collapsible JSON, and links to other admin pages (an object, a filtered list).
+
+Plain functions returning safe HTML (or text), so any ModelAdmin can use them in a
+`@admin.display` method or a readonly field."""
+
+import json
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+EMPTY = "—"
+SHORT_ID_CHARS = 8
+#: JSON longer than this (as text) starts collapsed
+OPEN_JSON_CHARS = 200
+#: stop pretty-printing after this many characters (a page must stay light)
+MAX_JSON_CHARS = 100_000
+
+
+def human_duration(ms: float | int | None) -> str:
+    """Milliseconds as a person reads them: "850 ms", "7.9 s", "2 min 3 s", "1 h 4 min"."""
+    if ms is None:
+        return EMPTY
+    ms = float(ms)
+    if ms < 0:
+        return EMPTY
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def money(usd: Decimal | float | int | None, *, currency: str = "$") -> str:
+    """A cost: "—" for none or zero, two decimals from a dollar up, else two significant
+    digits ("$0.0012", "$0.15"), so a fraction of a cent does not read as $0.00."""
+    if usd is None:
+        return EMPTY
+    value = Decimal(str(usd))
+    if value == 0:
+        return EMPTY
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    if value >= 1:
+        return f"{sign}{currency}{value:,.2f}"
+    exponent = value.adjusted()  # -3 for 0.0012
+    places = min(8, max(2, -exponent + 1))
+    text = f"{value:.{places}f}"
+    return f"{sign}{currency}{text}"
+
+
+def short_id(value: Any, *, url: str | None = None) -> SafeString | str:
+    """The first characters of an id, the full one on hover (and as a link when `url`)."""
+    if value in (None, ""):
+        return EMPTY
+    full = str(value)
+    shown = full[:SHORT_ID_CHARS]
+    if url:
+        return format_html('<a href="{}" title="{}" class="short-id"><code>{}</code></a>', url, full, shown)
+    return format_html('<code title="{}" class="short-id">{}</code>', full, shown)
+
+
+def pretty_json(value: Any, *, summary: str = "", open_: bool | None = None) -> SafeString | str:
+    """Indented JSON (escaped) in a collapsible <details>; small values start open."""
+    if value is None or value == "" or value == {} or value == []:
+        return EMPTY
+    if isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+    if len(text) > MAX_JSON_CHARS:
+        text = text[:MAX_JSON_CHARS] + f"\n… ({len(text) - MAX_JSON_CHARS} more characters)"
+    if open_ is None:
+        open_ = len(text) <= OPEN_JSON_CHARS
+    label = summary or _summary(value, text)
+    return format_html(
+        '<details class="json"{}><summary>{}</summary><pre style="white-space: pre-wrap; '
+        'max-height: 30em; overflow: auto; margin: 0">{}</pre></details>',
+        " open" if open_ else "",
+        label,
+        text,
+    )
+
+
+def _summary(value: Any, text: str) -> str:
+    if isinstance(value, dict):
+        return f"{{…}} {len(value)} key{'s' if len(value) != 1 else ''}"
+    if isinstance(value, list):
+        return f"[…] {len(value)} item{'s' if len(value) != 1 else ''}"
+    lines = text.count("\n") + 1
+    return f"{len(text)} characters" + (f", {lines} lines" if lines > 1 else "")
+
+
+def admin_url(obj, *, action: str = "change", site: str = "admin") -> str | None:
+    """The admin page of `obj`, or None when its model is not in the admin."""
+    if obj is None:
+        return None
+    opts = obj._meta
+    try:
+        return reverse(f"{site}:{opts.app_label}_{opts.model_name}_{action}", args=[obj.pk])
+    except NoReverseMatch:
+        return None
+
+
+def admin_link(obj, label: Any = None) -> SafeString | str:
+    """A link to `obj`'s admin page (its text when the model has none)."""
+    if obj is None:
+        return EMPTY
+    url = admin_url(obj)
+    text = str(obj) if label is None else label
+    return format_html('<a href="{}">{}</a>', url, text) if url else str(text)
+
+
+def changelist_url(model, *, site: str = "admin", **params: Any) -> str:
+    """A model's admin list filtered by `params` (`?trace_id=…`)."""
+    opts = model._meta
+    url = reverse(f"{site}:{opts.app_label}_{opts.model_name}_changelist")
+    query = urlencode({key: str(value) for key, value in params.items() if value not in (None, "")})
+    return f"{url}?{query}" if query else url
+
+
+def changelist_link(model, label: str, **params: Any) -> SafeString:
+    return format_html('<a href="{}">{}</a>', changelist_url(model, **params), label)
