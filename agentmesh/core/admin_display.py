@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.urls import NoReverseMatch, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 EMPTY = "—"
@@ -135,3 +135,33 @@ def changelist_url(model, *, site: str = "admin", **params: Any) -> str:
 
 def changelist_link(model, label: str, **params: Any) -> SafeString:
     return format_html('<a href="{}">{}</a>', changelist_url(model, **params), label)
+
+
+def trace_links(trace_id: str, obj=None) -> SafeString | str:
+    """Links to the trace's spans and events (observability lists filtered by trace id) and to
+    the events about `obj` (audit, state changes: filtered by resource)."""
+    from django.apps import apps
+
+    span = apps.get_model("observability", "Span")
+    event = apps.get_model("observability", "ObservabilityEvent")
+    links = []
+    if trace_id:
+        links.append(changelist_link(span, "spans of the trace", trace_id=trace_id))
+        links.append(changelist_link(event, "events of the trace", trace_id=trace_id))
+    if obj is not None and obj.pk is not None:
+        links.append(
+            changelist_link(event, "events about it", resource_type=obj._meta.label_lower, resource_id=obj.pk)
+        )
+    if not links:
+        return EMPTY
+    trace = format_html("<code>{}</code> ", trace_id) if trace_id else ""
+    return format_html("{}{}", trace, format_html_join(" · ", "{}", ((link,) for link in links)))
+
+
+def timestamp(value) -> str:
+    """A moment to the second, in the site's time zone ("2026-12-06 08:25:31")."""
+    if value is None:
+        return EMPTY
+    from django.utils import timezone
+
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S")
