@@ -148,6 +148,12 @@ class WorkflowAdmin(ObjectActionsMixin, DeleteKeepingHistoryMixin, ServiceBacked
             return services.workflow_update(workflow=obj, actor=request.user, **values)
         return services.workflow_create(owner=form.cleaned_data["owner"], actor=request.user, **values)
 
+    def get_deleted_objects(self, objs, request):
+        # Versions are append-only in their own admin, but go with their workflow (the delete
+        # service's rule); the unfinished runs are what may block it.
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, perms_needed - {WorkflowVersion._meta.verbose_name}, protected
+
     unfinished_label = "execution"
 
     def unfinished(self, objs):

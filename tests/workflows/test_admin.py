@@ -291,3 +291,14 @@ def test_search_and_filters_find_the_right_rows(operator, make_workflow, engine,
     assert [s.node_id for s in results(operator, f"{STEPS}?q=approval")] == ["gate"]  # node type
     assert {s.node_id for s in results(operator, f"{STEPS}?node_type__exact=transform")} == {"a", "b"}
     assert [s.node_id for s in results(operator, f"{STEPS}?status__exact=waiting")] == ["gate"]
+
+
+def test_deleting_a_workflow_takes_its_versions_and_keeps_its_executions(operator, make_workflow, engine):
+    workflow = make_workflow(CITY, name="short-lived")
+    execution = engine.execute(workflow, {"city": "Oslo"})
+    url = f"{WORKFLOWS}{workflow.pk}/delete/"
+    assert "Cannot delete" not in operator.get(url).content.decode()
+    assert operator.post(url, {"post": "yes"}).status_code == 302
+    execution.refresh_from_db()
+    assert execution.workflow_id is None and execution.workflow_name == "short-lived"
+    assert audit("delete", workflow).payload["channel"] == "admin"
