@@ -116,6 +116,15 @@ def admin_url(obj, *, action: str = "change", site: str = "admin") -> str | None
         return None
 
 
+def model_admin_url(model, pk: Any, *, site: str = "admin") -> str | None:
+    """The admin page of the `model` row `pk`, without loading it (None when not in the admin)."""
+    opts = model._meta
+    try:
+        return reverse(f"{site}:{opts.app_label}_{opts.model_name}_change", args=[pk])
+    except NoReverseMatch:
+        return None
+
+
 def admin_link(obj, label: Any = None) -> SafeString | str:
     """A link to `obj`'s admin page (its text when the model has none)."""
     if obj is None:
