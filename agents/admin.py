@@ -22,12 +22,14 @@ from agentmesh.core.admin_display import (
     admin_url,
     changelist_link,
     human_duration,
+    model_admin_url,
     money,
     pretty_json,
     short_id,
     timestamp,
     trace_links,
 )
+from tools.models import ToolExecution
 
 from . import selectors, services
 from .models import (
@@ -237,7 +239,7 @@ class ConversationMessageInline(MessageDisplay, ReadOnlyInline):
 
     @admin.display(description="Run")
     def run_link(self, obj):
-        return short_id(obj.run_id, url=admin_url(obj.run)) if obj.run_id else EMPTY
+        return short_id(obj.run_id, url=model_admin_url(AgentRun, obj.run_id)) if obj.run_id else EMPTY
 
 
 @admin.register(Conversation)
@@ -289,11 +291,11 @@ class MessageAdmin(MessageDisplay, HistoryAdmin):
 
     @admin.display(description="Conversation", ordering="conversation")
     def conversation_link(self, obj):
-        return short_id(obj.conversation_id, url=admin_url(obj.conversation))
+        return short_id(obj.conversation_id, url=model_admin_url(Conversation, obj.conversation_id))
 
     @admin.display(description="Run", ordering="run")
     def run_link(self, obj):
-        return short_id(obj.run_id, url=admin_url(obj.run)) if obj.run_id else EMPTY
+        return short_id(obj.run_id, url=model_admin_url(AgentRun, obj.run_id)) if obj.run_id else EMPTY
 
 
 # --- runs -----------------------------------------------------------------------------------
@@ -353,7 +355,7 @@ class RunStepInline(ReadOnlyInline):
     def tool_execution_link(self, obj):
         if not obj.tool_execution_id:
             return EMPTY
-        return short_id(obj.tool_execution_id, url=admin_url(obj.tool_execution))
+        return short_id(obj.tool_execution_id, url=model_admin_url(ToolExecution, obj.tool_execution_id))
 
 
 class RunMessageInline(MessageDisplay, ReadOnlyInline):
@@ -465,7 +467,7 @@ class AgentRunAdmin(ObjectActionsMixin, HistoryAdmin):
 
     @admin.display(description="Conversation")
     def conversation_link(self, obj):
-        return short_id(obj.conversation_id, url=admin_url(obj.conversation))
+        return short_id(obj.conversation_id, url=model_admin_url(Conversation, obj.conversation_id))
 
     @admin.display(description="Started")
     def started(self, obj):
@@ -493,7 +495,11 @@ class AgentRunAdmin(ObjectActionsMixin, HistoryAdmin):
 
     @admin.display(description="Called by run")
     def parent_link(self, obj):
-        return short_id(obj.parent_run_id, url=admin_url(obj.parent_run)) if obj.parent_run_id else EMPTY
+        return (
+            short_id(obj.parent_run_id, url=model_admin_url(AgentRun, obj.parent_run_id))
+            if obj.parent_run_id
+            else EMPTY
+        )
 
     @admin.display(description="Runs it called (agent calls agent)")
     def children(self, obj):
@@ -551,7 +557,7 @@ class AgentRunStepAdmin(HistoryAdmin):
 
     @admin.display(description="Run", ordering="run")
     def run_link(self, obj):
-        return short_id(obj.run_id, url=admin_url(obj.run))
+        return short_id(obj.run_id, url=model_admin_url(AgentRun, obj.run_id))
 
     @admin.display(description="Input")
     def input_pretty(self, obj):
@@ -569,4 +575,4 @@ class AgentRunStepAdmin(HistoryAdmin):
     def tool_execution_link(self, obj):
         if not obj.tool_execution_id:
             return EMPTY
-        return short_id(obj.tool_execution_id, url=admin_url(obj.tool_execution))
+        return short_id(obj.tool_execution_id, url=model_admin_url(ToolExecution, obj.tool_execution_id))

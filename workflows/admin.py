@@ -25,6 +25,7 @@ from agentmesh.core.admin_display import (
     admin_url,
     changelist_link,
     human_duration,
+    model_admin_url,
     money,
     pretty_json,
     short_id,
@@ -422,12 +423,16 @@ class WorkflowExecutionAdmin(ObjectActionsMixin, HistoryAdmin):
         return format_html(
             "{} of execution {}",
             admin_link(step, f"{step.node_id} #{step.attempt}"),
-            short_id(step.execution_id, url=admin_url(step.execution)),
+            short_id(step.execution_id, url=model_admin_url(WorkflowExecution, step.execution_id)),
         )
 
     @admin.display(description="Retry of")
     def retry_of_link(self, obj):
-        return short_id(obj.retry_of_id, url=admin_url(obj.retry_of)) if obj.retry_of_id else EMPTY
+        return (
+            short_id(obj.retry_of_id, url=model_admin_url(WorkflowExecution, obj.retry_of_id))
+            if obj.retry_of_id
+            else EMPTY
+        )
 
     @admin.display(description="Retried as")
     def retries_links(self, obj):
@@ -517,7 +522,7 @@ class StepExecutionAdmin(HistoryAdmin):
 
     @admin.display(description="Execution", ordering="execution")
     def execution_link(self, obj):
-        return short_id(obj.execution_id, url=admin_url(obj.execution))
+        return short_id(obj.execution_id, url=model_admin_url(WorkflowExecution, obj.execution_id))
 
     @admin.display(description="Tokens (in / out)")
     def tokens(self, obj):

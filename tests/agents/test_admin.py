@@ -223,3 +223,32 @@ def test_search_and_filters_find_the_right_runs_and_steps(
     assert [s.kind for s in results(operator, f"{RUN_STEPS}?q=calculator")] == ["tool"]
     assert [s.kind for s in results(operator, f"{RUN_STEPS}?kind__exact=tool")] == ["tool"]
     assert Agent.objects.count() == 2
+
+
+def test_pages_do_not_query_per_row(operator, developer, llm, deployed_agent, builtin_tool):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries(url: str) -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert operator.get(url).status_code == 200
+        return len(ctx.captured_queries)
+
+    agent = deployed_agent(tools=[builtin_tool()])
+
+    def interact(calls: int) -> AgentRun:
+        llm.push(Reply.tool_calls([("calculator", {"expression": "6*7"})] * calls), Reply.text("done"))
+        run, _ = run_start(agent=agent, user=developer, input="x")
+        return run_execute(run=run)
+
+    def pages(run):
+        conversation = f"/admin/agents/conversation/{run.conversation_id}/change/"
+        return [RUNS, RUN_STEPS, f"{RUNS}{run.pk}/change/", "/admin/agents/message/", conversation]
+
+    first = interact(1)
+    [queries(url) for url in pages(first)]  # warm the per-process caches (content types)
+    small = [queries(url) for url in pages(first)]
+    big = interact(4)
+    for _ in range(3):
+        interact(1)
+    assert [queries(url) for url in pages(big)] == small

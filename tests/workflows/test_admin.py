@@ -302,3 +302,27 @@ def test_deleting_a_workflow_takes_its_versions_and_keeps_its_executions(operato
     execution.refresh_from_db()
     assert execution.workflow_id is None and execution.workflow_name == "short-lived"
     assert audit("delete", workflow).payload["channel"] == "admin"
+
+
+def test_pages_do_not_query_per_row(operator, make_workflow, engine):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries(url: str) -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert operator.get(url).status_code == 200
+        return len(ctx.captured_queries)
+
+    child = make_workflow(linear(approval()), name="child")
+    workflow = make_workflow(
+        linear(
+            {"id": "call", "type": "workflow", "config": {"workflow_id": str(child.pk)}}, transform("t", 1)
+        )
+    )
+    first = engine.execute(workflow)
+    pages = [EXECUTIONS, STEPS, f"{EXECUTIONS}{first.pk}/change/"]
+    [queries(url) for url in pages]  # warm the per-process caches (content types)
+    before = [queries(url) for url in pages]
+    for _ in range(5):
+        engine.execute(workflow)
+    assert [queries(url) for url in pages] == before
