@@ -22,12 +22,14 @@ from agentmesh.core.admin_display import (
     admin_url,
     changelist_link,
     human_duration,
+    list_timestamp,
     model_admin_url,
     money,
     pretty_json,
     short_id,
     timestamp,
     trace_links,
+    truncated,
 )
 from tools.models import ToolExecution
 
@@ -68,8 +70,8 @@ def tokens(obj) -> str:
 
 
 @admin.display(description="Created", ordering="created_at")
-def created(obj) -> str:
-    return timestamp(obj.created_at)
+def created(obj):
+    return list_timestamp(obj.created_at)
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -244,7 +246,7 @@ class ConversationMessageInline(MessageDisplay, ReadOnlyInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(HistoryAdmin):
-    list_display = ["short_pk", "agent", "user", "title", "created_at"]
+    list_display = ["short_pk", "agent", "user", "title", created]
     list_display_links = ["short_pk"]
     search_fields = ["id", "title", "agent__name", "user__username"]
     list_select_related = ["agent", "user"]
@@ -268,7 +270,8 @@ class ConversationAdmin(HistoryAdmin):
 
 @admin.register(Message)
 class MessageAdmin(MessageDisplay, HistoryAdmin):
-    list_display = ["short_pk", "conversation_link", "seq", "role", "run_link", "created_at"]
+    ordering = ["-created_at"]  # newest first (the model orders by parent, for inlines)
+    list_display = ["short_pk", "conversation_link", "seq", "role", "run_link", created]
     list_display_links = ["short_pk"]
     list_filter = ["role", "created_at"]
     search_fields = ["conversation__id", "run__id", "content", "tool_call_id"]
@@ -373,16 +376,13 @@ class RunMessageInline(MessageDisplay, ReadOnlyInline):
 class AgentRunAdmin(ObjectActionsMixin, HistoryAdmin):
     list_display = [
         "short_pk",
-        "agent_name",
-        "agent_version_number",
-        status,
-        "stop_reason",
+        "agent_version",
+        "status_and_reason",
         "user",
-        "turns",
-        "tool_calls",
+        "turns_and_calls",
         cost,
         duration,
-        "created_at",
+        created,
     ]
     list_display_links = ["short_pk"]
     list_filter = [
@@ -459,6 +459,20 @@ class AgentRunAdmin(ObjectActionsMixin, HistoryAdmin):
     def full_id(self, obj):
         return format_html("<code>{}</code>", obj.pk)
 
+    @admin.display(description="Agent", ordering="agent_name")
+    def agent_version(self, obj):
+        return format_html("{} v{}", truncated(obj.agent_name, 28), obj.agent_version_number or "?")
+
+    @admin.display(description="Status", ordering="status")
+    def status_and_reason(self, obj):
+        if not obj.stop_reason or obj.stop_reason == obj.status:
+            return obj.status
+        return format_html("{}<br><small>{}</small>", obj.status, obj.stop_reason)
+
+    @admin.display(description="Turns / tools")
+    def turns_and_calls(self, obj):
+        return f"{obj.turns} / {obj.tool_calls}"
+
     @admin.display(description="Agent")
     def agent_link(self, obj):
         if obj.agent_id is None:
@@ -529,7 +543,8 @@ class AgentRunAdmin(ObjectActionsMixin, HistoryAdmin):
 
 @admin.register(AgentRunStep)
 class AgentRunStepAdmin(HistoryAdmin):
-    list_display = ["short_pk", "run_link", "seq", "kind", "name", "status", duration, cost, "created_at"]
+    ordering = ["-created_at"]  # newest first (the model orders by parent, for inlines)
+    list_display = ["short_pk", "run_link", "seq", "kind", "name", "status", duration, cost, created]
     list_display_links = ["short_pk"]
     list_filter = ["kind", "status", "created_at"]
     search_fields = ["id", "run__id", "name", "kind"]

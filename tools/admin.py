@@ -20,11 +20,13 @@ from agentmesh.core.admin_display import (
     admin_link,
     changelist_link,
     human_duration,
+    list_timestamp,
     model_admin_url,
     pretty_json,
     short_id,
     timestamp,
     trace_links,
+    truncated,
 )
 from agentmesh.core.exceptions import ServiceValidationError
 
@@ -157,14 +159,12 @@ class ToolAdmin(ObjectActionsMixin, DeleteKeepingHistoryMixin, ServiceBackedAdmi
 class ToolExecutionAdmin(HistoryAdmin):
     list_display = [
         "short_pk",
-        "tool_name",
-        "tool_version",
+        "tool_and_version",
         "status_text",
         "error_kind",
-        "caller_type",
         "caller",
         "duration",
-        "created_at",
+        "created",
     ]
     list_display_links = ["short_pk"]
     list_filter = [
@@ -189,7 +189,6 @@ class ToolExecutionAdmin(HistoryAdmin):
                     "error_kind",
                     "attempt",
                     "user",
-                    "caller_type",
                     "caller",
                     "is_test",
                     "created_at",
@@ -226,6 +225,14 @@ class ToolExecutionAdmin(HistoryAdmin):
     def full_id(self, obj):
         return format_html("<code>{}</code>", obj.pk)
 
+    @admin.display(description="Tool", ordering="tool_name")
+    def tool_and_version(self, obj):
+        return format_html("{} v{}", truncated(obj.tool_name, 28), obj.tool_version)
+
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, obj):
+        return list_timestamp(obj.created_at)
+
     @admin.display(description="Status", ordering="status")
     def status_text(self, obj):
         return obj.status
@@ -240,7 +247,7 @@ class ToolExecutionAdmin(HistoryAdmin):
     def caller(self, obj):
         """The agent run or workflow step that made the call, linked."""
         if not obj.caller_ref:
-            return EMPTY
+            return obj.get_caller_type_display()
         model = None
         if obj.caller_type == CallerType.AGENT_RUN:
             from agents.models import AgentRun as model
@@ -248,7 +255,7 @@ class ToolExecutionAdmin(HistoryAdmin):
             from workflows.models import StepExecution as model
         pk = _uuid_or_none(obj.caller_ref)
         url = model_admin_url(model, pk) if model is not None and pk is not None else None
-        return short_id(obj.caller_ref, url=url)
+        return format_html("{} {}", obj.get_caller_type_display(), short_id(obj.caller_ref, url=url))
 
     @admin.display(description="Duration", ordering="duration_ms")
     def duration(self, obj):

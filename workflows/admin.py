@@ -25,12 +25,14 @@ from agentmesh.core.admin_display import (
     admin_url,
     changelist_link,
     human_duration,
+    list_timestamp,
     model_admin_url,
     money,
     pretty_json,
     short_id,
     timestamp,
     trace_links,
+    truncated,
 )
 
 from . import selectors, services
@@ -71,6 +73,11 @@ def finished(obj) -> str:
 @admin.display(description="Cost", ordering="cost_usd")
 def cost(obj) -> str:
     return money(obj.cost_usd)
+
+
+@admin.display(description="Created", ordering="created_at")
+def created(obj):
+    return list_timestamp(obj.created_at)
 
 
 def _child_links(executions) -> str:
@@ -324,16 +331,7 @@ class StepInline(admin.TabularInline):
 
 @admin.register(WorkflowExecution)
 class WorkflowExecutionAdmin(ObjectActionsMixin, HistoryAdmin):
-    list_display = [
-        "short_pk",
-        "workflow_name",
-        "workflow_version_number",
-        status,
-        "user",
-        "created_at",
-        duration,
-        cost,
-    ]
+    list_display = ["short_pk", "workflow_version", status, "user", created, duration, cost]
     list_display_links = ["short_pk"]
     list_filter = ["status", ("workflow", admin.RelatedOnlyFieldListFilter), "created_at", "depth"]
     search_fields = ["id", "workflow_name", "trace_id", "user__username"]
@@ -392,6 +390,10 @@ class WorkflowExecutionAdmin(ObjectActionsMixin, HistoryAdmin):
     @admin.display(description="ID")
     def full_id(self, obj):
         return format_html("<code>{}</code>", obj.pk)
+
+    @admin.display(description="Workflow", ordering="workflow_name")
+    def workflow_version(self, obj):
+        return format_html("{} v{}", truncated(obj.workflow_name, 28), obj.workflow_version_number or "?")
 
     @admin.display(description="Workflow")
     def workflow_link(self, obj):
@@ -457,6 +459,7 @@ class WorkflowExecutionAdmin(ObjectActionsMixin, HistoryAdmin):
 
 @admin.register(StepExecution)
 class StepExecutionAdmin(HistoryAdmin):
+    ordering = ["-created_at"]  # newest first (the model orders by parent, for inlines)
     list_display = [
         "short_pk",
         "execution_link",
@@ -465,8 +468,8 @@ class StepExecutionAdmin(HistoryAdmin):
         "attempt",
         status,
         duration,
-        "worker",
-        "created_at",
+        "worker_short",
+        created,
     ]
     list_display_links = ["short_pk"]
     list_filter = ["status", "node_type", "wait_kind", "created_at"]
@@ -519,6 +522,10 @@ class StepExecutionAdmin(HistoryAdmin):
     @admin.display(description="ID", ordering="id")
     def short_pk(self, obj):
         return short_id(obj.pk)
+
+    @admin.display(description="Worker", ordering="worker")
+    def worker_short(self, obj):
+        return truncated(obj.worker)
 
     @admin.display(description="Execution", ordering="execution")
     def execution_link(self, obj):

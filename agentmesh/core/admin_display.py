@@ -60,6 +60,9 @@ def money(usd: Decimal | float | int | None, *, currency: str = "$") -> str:
     exponent = value.adjusted()  # -3 for 0.0012
     places = min(8, max(2, -exponent + 1))
     text = f"{value:.{places}f}"
+    if places > 2:  # "0.040" reads as "0.04"
+        whole, _, fraction = text.partition(".")
+        text = f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
     return f"{sign}{currency}{text}"
 
 
@@ -174,3 +177,29 @@ def timestamp(value) -> str:
     from django.utils import timezone
 
     return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def list_timestamp(value) -> SafeString | str:
+    """A moment for a list column: to the second, the date over the time (a narrow column),
+    the ISO value with its offset on hover."""
+    if value is None:
+        return EMPTY
+    from django.utils import timezone
+
+    local = timezone.localtime(value)
+    return format_html(
+        '<span title="{}">{}<br>{}</span>',
+        local.isoformat(),
+        local.strftime("%Y-%m-%d"),
+        local.strftime("%H:%M:%S"),
+    )
+
+
+def truncated(text: Any, chars: int = 24) -> SafeString | str:
+    """Long text cut for a list column, the whole on hover."""
+    if text in (None, ""):
+        return EMPTY
+    text = str(text)
+    if len(text) <= chars:
+        return text
+    return format_html('<span title="{}">{}…</span>', text, text[: chars - 1])
