@@ -383,6 +383,24 @@ class WorkflowExecutionAdmin(ObjectActionsMixin, HistoryAdmin):
         "created_at",
     ]
 
+    def get_object_actions(self, request, obj):
+        actions = super().get_object_actions(request, obj)
+        if not any(a.name in ("approve", "reject") for a in actions):
+            return actions
+        step = _waiting_approvals(obj)[0]
+        message = (step.state or {}).get("message") or ""
+        what = f"the step {step.node_id} (attempt {step.attempt})" + (
+            f": “{message[:300]}”" if message else ""
+        )
+        return [
+            replace(
+                a, description=f"{a.label} {what}?" + (" It fails (no retry)." if a.name == "reject" else "")
+            )
+            if a.name in ("approve", "reject")
+            else a
+            for a in actions
+        ]
+
     @admin.display(description="ID", ordering="id")
     def short_pk(self, obj):
         return short_id(obj.pk)

@@ -174,6 +174,10 @@ def test_a_staff_developer_may_not_act(staff_developer, developer, deployed_agen
     ):
         assert staff_developer.get(url).status_code == 403
         assert staff_developer.post(url, {"confirm": "Yes"}).status_code == 403
+    listing = staff_developer.get(AGENTS)
+    assert listing.status_code == 200  # developers may look (their role's view permission)
+    assert 'value="undeploy_agents"' not in listing.content.decode()  # but not act in bulk
+    staff_developer.post(AGENTS, {"action": "undeploy_agents", "_selected_action": [str(agent.pk)]})
     run.refresh_from_db()
     agent.refresh_from_db()
     assert run.status == "queued" and agent.status == AgentStatus.DEPLOYED

@@ -99,6 +99,9 @@ def test_a_staff_developer_may_not_act(staff_developer, developer):
         url = f"{TOOLS}{tool.pk}/do/{action}/"
         assert staff_developer.get(url).status_code == 403
         assert staff_developer.post(url, {"confirm": "Yes"}).status_code == 403
+    listing = staff_developer.get(TOOLS)
+    assert listing.status_code == 200 and 'value="undeploy_tools"' not in listing.content.decode()
+    staff_developer.post(TOOLS, {"action": "undeploy_tools", "_selected_action": [str(tool.pk)]})
     tool.refresh_from_db()
     assert tool.status == ToolStatus.DEPLOYED
 

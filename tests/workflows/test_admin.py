@@ -26,8 +26,8 @@ CITY = linear(
 )
 
 
-def approval(node_id="ok"):
-    return {"id": node_id, "type": "approval", "config": {}}
+def approval(node_id="ok", **config):
+    return {"id": node_id, "type": "approval", "config": config}
 
 
 @pytest.fixture
@@ -155,9 +155,11 @@ def test_retry_goes_to_the_new_execution(operator, make_workflow, engine, run):
 
 @pytest.mark.parametrize(("action", "final"), [("approve", "succeeded"), ("reject", "failed")])
 def test_approve_or_reject_the_waiting_step(operator, make_workflow, engine, run, action, final):
-    execution = engine.execute(make_workflow(linear(approval(), transform("after", 1))))
+    execution = engine.execute(make_workflow(linear(approval(message="Ship <v2>?"), transform("after", 1))))
     url = f"{EXECUTIONS}{execution.pk}/do/{action}/"
-    assert 'name="comment"' in operator.get(url).content.decode()
+    confirmation = operator.get(url).content.decode()
+    assert 'name="comment"' in confirmation
+    assert "the step ok (attempt 1): “Ship &lt;v2&gt;?”" in confirmation  # which step, escaped
     response = run(operator.post, url, {"confirm": "Yes", "comment": "checked by ops"})
     assert response.status_code == 302
     execution.refresh_from_db()
