@@ -80,14 +80,24 @@ def created(obj):
     return list_timestamp(obj.created_at)
 
 
-def _child_links(executions) -> str:
+#: child executions listed per step; the rest are one click away (a map may start thousands)
+CHILDREN_SHOWN = 20
+#: steps shown inline on an execution's page; the rest are in the step list, filtered to it
+STEPS_SHOWN = 200
+
+
+def _child_links(executions, *, more: dict | None = None) -> str:
     if not executions:
         return EMPTY
-    return format_html_join(
+    links = format_html_join(
         ", ",
         "{} {}",
-        ((short_id(child.pk, url=admin_url(child)), child.status) for child in executions),
+        ((short_id(child.pk, url=admin_url(child)), child.status) for child in executions[:CHILDREN_SHOWN]),
     )
+    if len(executions) <= CHILDREN_SHOWN or more is None:
+        return links
+    rest = changelist_link(WorkflowExecution, f"all {len(executions)}", **more)
+    return format_html("{} … {}", links, rest)
 
 
 # --- workflows --------------------------------------------------------------------------------
@@ -295,6 +305,17 @@ class StepInline(admin.TabularInline):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+
+        class FirstSteps(formset):
+            """At most STEPS_SHOWN steps inline: a long loop must not make a huge page."""
+
+            def get_queryset(self):
+                return super().get_queryset()[:STEPS_SHOWN]
+
+        return FirstSteps
+
     def get_queryset(self, request):
         return (
             super()
@@ -326,7 +347,7 @@ class StepInline(admin.TabularInline):
 
     @admin.display(description="Started executions")
     def children(self, obj):
-        return _child_links(list(obj.child_executions.all()))
+        return _child_links(list(obj.child_executions.all()), more={"parent_step__id__exact": obj.pk})
 
 
 @admin.register(WorkflowExecution)
@@ -360,7 +381,7 @@ class WorkflowExecutionAdmin(ObjectActionsMixin, HistoryAdmin):
             },
         ),
         ("Inputs, outputs and error", {"fields": ["inputs_pretty", "outputs_pretty", "error_text"]}),
-        ("Relations", {"fields": ["parent_link", "retry_of_link", "retries_links", "depth"]}),
+        ("Relations", {"fields": ["steps_link", "parent_link", "retry_of_link", "retries_links", "depth"]}),
         ("Trace", {"fields": ["trace", "metadata_pretty", "idempotency_key"]}),
     ]
     readonly_fields = [
@@ -378,6 +399,7 @@ class WorkflowExecutionAdmin(ObjectActionsMixin, HistoryAdmin):
         "parent_link",
         "retry_of_link",
         "retries_links",
+        "steps_link",
         "trace",
         "metadata_pretty",
         "created_at",
@@ -452,6 +474,16 @@ class WorkflowExecutionAdmin(ObjectActionsMixin, HistoryAdmin):
             short_id(obj.retry_of_id, url=model_admin_url(WorkflowExecution, obj.retry_of_id))
             if obj.retry_of_id
             else EMPTY
+        )
+
+    @admin.display(description="Steps")
+    def steps_link(self, obj):
+        count = obj.steps.count()
+        shown = f" (the first {STEPS_SHOWN} below)" if count > STEPS_SHOWN else ""
+        return format_html(
+            "{}{}",
+            changelist_link(StepExecution, f"{count} step(s) in the step list", execution__id__exact=obj.pk),
+            shown,
         )
 
     @admin.display(description="Retried as")
@@ -575,4 +607,5 @@ class StepExecutionAdmin(HistoryAdmin):
 
     @admin.display(description="Executions it started (map, loop, sub-workflow)")
     def children(self, obj):
-        return _child_links(list(obj.child_executions.only("id", "status").order_by("created_at")))
+        children = list(obj.child_executions.only("id", "status").order_by("created_at"))
+        return _child_links(children, more={"parent_step__id__exact": obj.pk})

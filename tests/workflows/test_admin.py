@@ -328,3 +328,32 @@ def test_pages_do_not_query_per_row(operator, make_workflow, engine):
     for _ in range(5):
         engine.execute(workflow)
     assert [queries(url) for url in pages] == before
+
+
+def test_long_runs_keep_the_page_small_and_link_the_rest(operator, make_workflow, engine, monkeypatch):
+    from workflows import admin as workflows_admin
+
+    monkeypatch.setattr(workflows_admin, "STEPS_SHOWN", 2)
+    monkeypatch.setattr(workflows_admin, "CHILDREN_SHOWN", 1)
+    child = make_workflow(linear(transform("x", 1)), name="child")
+    workflow = make_workflow(
+        linear(
+            {
+                "id": "each",
+                "type": "map",
+                "config": {"items": [1, 2, 3], "workflow": {"workflow_id": str(child.pk)}},
+            },
+            transform("t1", 1),
+            transform("t2", 2),
+        )
+    )
+    execution = engine.execute(workflow)
+    assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+    html = operator.get(f"{EXECUTIONS}{execution.pk}/change/").content.decode()
+    assert re.findall(r'<td class="field-node_id">\s*<p>(\w+)</p>', html) == ["each", "t1"]
+    assert f"{STEPS}?execution__id__exact={execution.pk}" in html and "3 step(s)" in html
+    step = StepExecution.objects.get(execution=execution, node_id="each")
+    more = f"{EXECUTIONS}?parent_step__id__exact={step.pk}"
+    assert f'href="{more}">all 3</a>' in html
+    assert len(results(operator, more)) == 3
+    assert len(results(operator, f"{STEPS}?execution__id__exact={execution.pk}")) == 3
