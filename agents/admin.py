@@ -74,10 +74,23 @@ def created(obj):
     return list_timestamp(obj.created_at)
 
 
+#: rows shown inline (a long conversation must not make a huge page); the rest are linked
+ROWS_SHOWN = 200
+
+
 class ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+
+        class FirstRows(formset):
+            def get_queryset(self):
+                return super().get_queryset()[:ROWS_SHOWN]
+
+        return FirstRows
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -251,8 +264,8 @@ class ConversationAdmin(HistoryAdmin):
     search_fields = ["id", "title", "agent__name", "user__username"]
     list_select_related = ["agent", "user"]
     list_filter = [("agent", admin.RelatedOnlyFieldListFilter), "created_at"]
-    fields = ["agent", "user", "title", "runs", "metadata_pretty", "created_at"]
-    readonly_fields = ["runs", "metadata_pretty", "created_at"]
+    fields = ["agent", "user", "title", "runs", "messages_link", "metadata_pretty", "created_at"]
+    readonly_fields = ["runs", "messages_link", "metadata_pretty", "created_at"]
     inlines = [ConversationMessageInline]
 
     @admin.display(description="ID", ordering="id")
@@ -262,6 +275,15 @@ class ConversationAdmin(HistoryAdmin):
     @admin.display(description="Runs")
     def runs(self, obj):
         return changelist_link(AgentRun, "runs on this conversation", conversation__id__exact=obj.pk)
+
+    @admin.display(description="Messages")
+    def messages_link(self, obj):
+        count = obj.messages.count()
+        shown = f" (the first {ROWS_SHOWN} below)" if count > ROWS_SHOWN else ""
+        link = changelist_link(
+            Message, f"{count} message(s) in the message list", conversation__id__exact=obj.pk
+        )
+        return format_html("{}{}", link, shown)
 
     @admin.display(description="Metadata")
     def metadata_pretty(self, obj):

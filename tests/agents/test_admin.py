@@ -256,3 +256,15 @@ def test_pages_do_not_query_per_row(operator, developer, llm, deployed_agent, bu
     for _ in range(3):
         interact(1)
     assert [queries(url) for url in pages(big)] == small
+
+
+def test_a_long_conversation_shows_its_first_messages_and_links_the_rest(operator, tool_run, monkeypatch):
+    from agents import admin as agents_admin
+
+    monkeypatch.setattr(agents_admin, "ROWS_SHOWN", 2)
+    url = f"/admin/agents/conversation/{tool_run.conversation_id}/change/"
+    html = operator.get(url).content.decode()
+    assert re.findall(r'<td class="field-role">\s*<p>(\w+)</p>', html) == ["user", "assistant"]
+    assert "4 message(s) in the message list" in html and "(the first 2 below)" in html
+    listed = results(operator, f"/admin/agents/message/?conversation__id__exact={tool_run.conversation_id}")
+    assert len(listed) == 4
