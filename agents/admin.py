@@ -88,7 +88,9 @@ class ReadOnlyInline(admin.TabularInline):
 
         class FirstRows(formset):
             def get_queryset(self):
-                return super().get_queryset()[:ROWS_SHOWN]
+                if not hasattr(self, "_first_rows"):  # evaluated once: each form reads it
+                    self._first_rows = super().get_queryset()[:ROWS_SHOWN]
+                return self._first_rows
 
         return FirstRows
 

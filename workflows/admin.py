@@ -312,7 +312,9 @@ class StepInline(admin.TabularInline):
             """At most STEPS_SHOWN steps inline: a long loop must not make a huge page."""
 
             def get_queryset(self):
-                return super().get_queryset()[:STEPS_SHOWN]
+                if not hasattr(self, "_first_rows"):  # evaluated once: each form reads it
+                    self._first_rows = super().get_queryset()[:STEPS_SHOWN]
+                return self._first_rows
 
         return FirstSteps
 

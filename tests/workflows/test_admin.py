@@ -328,6 +328,20 @@ def test_pages_do_not_query_per_row(operator, make_workflow, engine):
     for _ in range(5):
         engine.execute(workflow)
     assert [queries(url) for url in pages] == before
+    # a longer run (more steps, more children) costs no more queries either
+    quick = make_workflow(linear(transform("x", 1)), name="quick")
+    each = {"items": [1, 2, 3], "workflow": {"workflow_id": str(quick.pk)}}
+    longer = make_workflow(
+        linear(
+            {"id": "more", "type": "map", "config": each},
+            *[transform(f"t{i}", i) for i in range(6)],
+            {"id": "call", "type": "workflow", "config": {"workflow_id": str(child.pk)}},
+        )
+    )
+    long_run = engine.execute(longer)
+    assert long_run.steps.count() == 8
+    assert WorkflowExecution.objects.filter(parent_step__execution=long_run).count() == 4
+    assert queries(f"{EXECUTIONS}{long_run.pk}/change/") == before[2], before
 
 
 def test_long_runs_keep_the_page_small_and_link_the_rest(operator, make_workflow, engine, monkeypatch):
