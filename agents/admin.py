@@ -18,6 +18,7 @@ from agentmesh.core.admin import (
 )
 from agentmesh.core.admin_display import (
     EMPTY,
+    IdSearchMixin,
     admin_link,
     admin_url,
     changelist_link,
@@ -260,7 +261,7 @@ class ConversationMessageInline(MessageDisplay, ReadOnlyInline):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(HistoryAdmin):
+class ConversationAdmin(IdSearchMixin, HistoryAdmin):
     list_display = ["short_pk", "agent", "user", "title", created]
     list_display_links = ["short_pk"]
     search_fields = ["id", "title", "agent__name", "user__username"]
@@ -293,7 +294,8 @@ class ConversationAdmin(HistoryAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(MessageDisplay, HistoryAdmin):
+class MessageAdmin(IdSearchMixin, MessageDisplay, HistoryAdmin):
+    id_search_fields = ("pk", "conversation_id", "run_id")
     ordering = ["-created_at"]  # newest first (the model orders by parent, for inlines)
     list_display = ["short_pk", "conversation_link", "seq", "role", "run_link", created]
     list_display_links = ["short_pk"]
@@ -397,7 +399,8 @@ class RunMessageInline(MessageDisplay, ReadOnlyInline):
 
 
 @admin.register(AgentRun)
-class AgentRunAdmin(ObjectActionsMixin, HistoryAdmin):
+class AgentRunAdmin(IdSearchMixin, ObjectActionsMixin, HistoryAdmin):
+    id_search_fields = ("pk", "conversation_id", "parent_run_id")
     list_display = [
         "short_pk",
         "agent_version",
@@ -566,7 +569,8 @@ class AgentRunAdmin(ObjectActionsMixin, HistoryAdmin):
 
 
 @admin.register(AgentRunStep)
-class AgentRunStepAdmin(HistoryAdmin):
+class AgentRunStepAdmin(IdSearchMixin, HistoryAdmin):
+    id_search_fields = ("pk", "run_id", "tool_execution_id")
     ordering = ["-created_at"]  # newest first (the model orders by parent, for inlines)
     list_display = ["short_pk", "run_link", "seq", "kind", "name", "status", duration, cost, created]
     list_display_links = ["short_pk"]

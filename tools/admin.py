@@ -17,6 +17,7 @@ from agentmesh.core.admin import (
 )
 from agentmesh.core.admin_display import (
     EMPTY,
+    IdSearchMixin,
     admin_link,
     changelist_link,
     human_duration,
@@ -156,7 +157,8 @@ class ToolAdmin(ObjectActionsMixin, DeleteKeepingHistoryMixin, ServiceBackedAdmi
 
 # --- executions -----------------------------------------------------------------------------
 @admin.register(ToolExecution)
-class ToolExecutionAdmin(HistoryAdmin):
+class ToolExecutionAdmin(IdSearchMixin, HistoryAdmin):
+    id_search_fields = ("pk", "caller_ref")
     list_display = [
         "short_pk",
         "tool_and_version",

@@ -21,6 +21,7 @@ from agentmesh.core.admin import (
 )
 from agentmesh.core.admin_display import (
     EMPTY,
+    IdSearchMixin,
     admin_link,
     admin_url,
     changelist_link,
@@ -353,7 +354,8 @@ class StepInline(admin.TabularInline):
 
 
 @admin.register(WorkflowExecution)
-class WorkflowExecutionAdmin(ObjectActionsMixin, HistoryAdmin):
+class WorkflowExecutionAdmin(IdSearchMixin, ObjectActionsMixin, HistoryAdmin):
+    id_search_fields = ("pk", "retry_of_id", "parent_step__execution_id")
     list_display = ["short_pk", "workflow_version", status, "user", created, duration, cost]
     list_display_links = ["short_pk"]
     list_filter = ["status", ("workflow", admin.RelatedOnlyFieldListFilter), "created_at", "depth"]
@@ -510,7 +512,8 @@ class WorkflowExecutionAdmin(ObjectActionsMixin, HistoryAdmin):
 
 
 @admin.register(StepExecution)
-class StepExecutionAdmin(HistoryAdmin):
+class StepExecutionAdmin(IdSearchMixin, HistoryAdmin):
+    id_search_fields = ("pk", "execution_id")
     ordering = ["-created_at"]  # newest first (the model orders by parent, for inlines)
     list_display = [
         "short_pk",

@@ -222,6 +222,10 @@ def test_search_and_filters_find_the_right_runs_and_steps(
     assert len(results(operator, f"{RUNS}?{since}")) == 2
     assert results(operator, f"{RUNS}?created_at__lt=2000-01-01T00:00:00%2B00:00") == []
 
+    messages = results(operator, f"/admin/agents/message/?q={tool_run.pk}")
+    assert sorted(m.seq for m in messages) == [1, 2, 3, 4]
+    by_conversation = results(operator, f"{RUNS}?q={tool_run.conversation_id}")
+    assert [r.pk for r in by_conversation] == [tool_run.pk]
     steps = results(operator, f"{RUN_STEPS}?q={tool_run.pk}")
     assert sorted(s.seq for s in steps) == [s.seq for s in AgentRunStep.objects.filter(run=tool_run)]
     assert [s.kind for s in results(operator, f"{RUN_STEPS}?q=calculator")] == ["tool"]

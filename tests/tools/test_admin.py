@@ -140,6 +140,7 @@ def test_an_execution_links_its_caller(operator, developer, make_user):
         in operator.get(f"{EXECUTIONS}{execution.pk}/change/").content.decode()
     )
     assert f'href="/admin/agents/agentrun/{run.pk}/change/"' in operator.get(EXECUTIONS).content.decode()
+    assert [e.pk for e in results(operator, f"{EXECUTIONS}?q={run.pk}")] == [execution.pk]  # by caller
 
 
 def test_executions_are_append_only(operator, developer):
