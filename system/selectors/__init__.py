@@ -1,0 +1,14 @@
+"""System reads, one module per area; each area adds its public functions here."""
+
+from .info import register_feature_source, system_info
+from .stats import system_stats
+from .status import status_cache_clear, system_alerts, system_status
+
+__all__ = [
+    "register_feature_source",
+    "status_cache_clear",
+    "system_alerts",
+    "system_info",
+    "system_stats",
+    "system_status",
+]
