@@ -130,7 +130,7 @@ def _cache() -> dict:
 
 def broker_transport() -> str:
     """The broker's transport name (redis, amqp, filesystem, …): never its URL."""
-    url = str(celery_app.conf.broker_url or "")
+    url = str(celery_app.conf.broker_write_url or "")
     return url.split("://", 1)[0].split("+", 1)[0] if "://" in url else (url or "unknown")
 
 

@@ -35,10 +35,11 @@ def make_execution(owner, status: str, *, workflow=None, **fields) -> WorkflowEx
 def isolated_filesystem_broker(app, folder: Path) -> dict:
     """Point the Celery app at an empty filesystem broker under `folder` (no worker listens
     there); returns the previous configuration for `restore_broker`."""
-    previous = {"broker_url": app.conf.broker_url, "options": app.conf.broker_transport_options}
+    previous = {"url": app.conf.get("broker_write_url"), "options": app.conf.broker_transport_options}
     for sub in ("queue", "processed", "control"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    app.conf.broker_url = "filesystem://"
+    app.conf.broker_write_url = "filesystem://"  # what the status probes connect to (the
+    # broker_url setting yields to the CELERY_BROKER_URL environment variable)
     app.conf.broker_transport_options = {
         "data_folder_in": str(folder / "queue"),
         "data_folder_out": str(folder / "queue"),
@@ -50,5 +51,5 @@ def isolated_filesystem_broker(app, folder: Path) -> dict:
 
 
 def restore_broker(app, previous: dict) -> None:
-    app.conf.broker_url = previous["broker_url"]
+    app.conf.broker_write_url = previous["url"]
     app.conf.broker_transport_options = previous["options"]
