@@ -438,3 +438,47 @@ def system_alerts(*, limit: int = 200) -> dict:
         "checks": checks,
         "alerts": alerts,
     }
+
+
+# --- the admin index dashboard ---------------------------------------------------------------
+def _admin_url(instance) -> str | None:
+    from django.urls import NoReverseMatch, reverse
+
+    opts = instance._meta
+    try:
+        return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[instance.pk])
+    except NoReverseMatch:
+        return None
+
+
+def admin_dashboard(*, hours: int = 24, failing: int = 10) -> dict:
+    """What the admin index shows above the app list: agent runs and workflow executions of the
+    last `hours` by status, the latest failing ones, the open alerts, workers, beat and queue
+    depths (from `system_status`). A fixed number of queries."""
+    from agents.selectors import runs_by_status, runs_failed_recently
+    from observability.selectors import open_alerts
+    from workflows.selectors import executions_by_status, executions_failed_recently
+
+    since = timezone.now() - timedelta(hours=hours)
+    runs = runs_by_status(since=since)
+    executions = executions_by_status(since=since)
+    status = system_status(detail=True)
+    return {
+        "hours": hours,
+        "runs": {"total": sum(runs.values()), "by_status": dict(sorted(runs.items()))},
+        "executions": {"total": sum(executions.values()), "by_status": dict(sorted(executions.items()))},
+        "failed_runs": [
+            {"object": run, "name": run.agent_name or str(run.pk), "url": _admin_url(run)}
+            for run in runs_failed_recently(since=since, limit=failing)
+        ],
+        "failed_executions": [
+            {
+                "object": execution,
+                "name": execution.workflow_name or str(execution.pk),
+                "url": _admin_url(execution),
+            }
+            for execution in executions_failed_recently(since=since, limit=failing)
+        ],
+        "alerts": [{"object": alert, "url": _admin_url(alert)} for alert in open_alerts(limit=failing)],
+        "status": status,
+    }
