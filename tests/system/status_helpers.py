@@ -47,9 +47,19 @@ def isolated_filesystem_broker(app, folder: Path) -> dict:
         "control_folder": str(folder / "control"),
         "polling_interval": 0.05,
     }
+    _forget_pools(app)
     return previous
 
 
 def restore_broker(app, previous: dict) -> None:
     app.conf.broker_write_url = previous["url"]
     app.conf.broker_transport_options = previous["options"]
+    _forget_pools(app)
+
+
+def _forget_pools(app) -> None:
+    """The app's connection and producer pools are made from the configuration on first use,
+    and worker broadcasts publish through them: forget them when the broker changes (kombu
+    keeps one pool per broker URL and options, so the right one is found again)."""
+    app._pool = None
+    app.amqp._producer_pool = None
