@@ -108,12 +108,15 @@ class Check:
 class CheckContext:
     now: datetime
     status: dict = field(default_factory=dict)
+    running_on: str = ""  # the worker evaluating the checks (the beat task), if any
 
 
 def _no_live_worker(ctx: CheckContext) -> CheckResult:
     workers = ctx.status["components"]["workers"]
     if workers["status"] == "up":
         return CheckResult(CheckState.OK, workers.get("count"), f"{workers.get('count')} worker(s) alive")
+    if workers["status"] == "down" and ctx.running_on:  # a solo pool cannot answer while busy
+        return CheckResult(CheckState.OK, 1, f"{ctx.running_on} runs this check (no broadcast reply)")
     if workers["status"] == "down":
         return CheckResult(CheckState.FIRING, 0, "No Celery worker answers: background work does not run.")
     return CheckResult(CheckState.UNKNOWN, None, workers.get("error", "the workers could not be asked"))
@@ -312,16 +315,19 @@ def _apply(check: Check, result: CheckResult, *, owner, now: datetime) -> System
     return row
 
 
-def system_checks_evaluate(*, now: datetime | None = None, keys: list[str] | None = None) -> dict:
+def system_checks_evaluate(
+    *, now: datetime | None = None, keys: list[str] | None = None, running_on: str = ""
+) -> dict:
     """Evaluate the built-in checks (all, or `keys`) on a fresh status measurement; one that
-    fails is `unknown` and leaves its alert as it is. Returns {check: state}."""
+    fails is `unknown` and leaves its alert as it is. `running_on`: the worker evaluating them
+    (alive, whether or not it answered the broadcast). Returns {check: state}."""
     from ..selectors.status import system_status
 
     now = now or timezone.now()
     owner = system_alerts_owner()
     if owner is None:
         logger.warning("system checks: no active admin to own system alerts (SYSTEM_ALERTS_OWNER)")
-    ctx = CheckContext(now=now, status=system_status(detail=True, max_age=0))
+    ctx = CheckContext(now=now, status=system_status(detail=True, max_age=0), running_on=running_on)
     states = {}
     with audit_context(channel="system"):
         for key, check in CHECKS.items():

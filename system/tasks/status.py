@@ -27,7 +27,8 @@ def record_beat_tick(sent_at: str | None = None) -> None:
 )
 def evaluate_system_checks() -> None:
     """Periodic (every SYSTEM_CHECKS_INTERVAL_SECONDS): the built-in system checks."""
-    services.system_checks_evaluate()
+    request = evaluate_system_checks.request
+    services.system_checks_evaluate(running_on="" if request.is_eager else (request.hostname or ""))
 
 
 @before_task_publish.connect(sender=BEAT_TICK_TASK, dispatch_uid="system.status.beat_tick_sent")

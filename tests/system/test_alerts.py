@@ -212,3 +212,10 @@ def test_get_alerts_evaluates_when_stale_and_lists_every_open_alert(
         checked_at=timezone.now() - timedelta(seconds=2 * settings.SYSTEM_CHECKS_INTERVAL_SECONDS)
     )
     assert client_for(admin_user).get(URL).json()["evaluated_at"] > evaluated
+
+
+def test_a_worker_evaluating_the_checks_counts_as_alive(admin_user):
+    """A solo-pool worker cannot answer the broadcast while it runs the check task itself."""
+    states = services.system_checks_evaluate(keys=["no_live_worker"], running_on="solo@host")
+    assert states == {"no_live_worker": CheckState.OK}
+    assert "solo@host" in SystemCheck.objects.get(key="no_live_worker").message
