@@ -338,7 +338,10 @@ def system_checks_evaluate(
             except Exception as exc:
                 logger.exception("system check %s failed", key)
                 result = CheckResult(CheckState.UNKNOWN, None, f"{type(exc).__name__}"[:500])
-            states[key] = _apply(check, result, owner=owner, now=now).state
+            try:
+                states[key] = _apply(check, result, owner=owner, now=now).state
+            except IntegrityError:  # another evaluator created the row or the alert meanwhile
+                states[key] = _apply(check, result, owner=owner, now=now).state
     return states
 
 
