@@ -2,6 +2,7 @@
 the test's own so no worker answers): roles, details, runs, beat's tick, the per-process cache
 and a hanging component answered within the deadline."""
 
+import os
 import socket
 import threading
 import time
@@ -272,3 +273,23 @@ def test_run_probes_reports_each_probe_within_the_deadline():
     assert results["bad"]["status"] == "down"
     assert "hunter2" not in results["bad"]["error"] and "db.internal" in results["bad"]["error"]
     assert results["good"]["status"] == "up" and results["good"]["x"] == 1
+
+
+def test_housekeeping_deletes_unread_broadcasts_of_the_filesystem_broker(tmp_path, settings):
+    """A dead worker's broadcast queue stays bound on the filesystem broker: each broadcast
+    leaves a file there that nobody reads. The beat tick deletes those older than a minute."""
+    folder = tmp_path / "queue"
+    folder.mkdir()
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(folder)}
+    old_broadcast = folder / "1_a.gone@host.celery.pidbox.msg"
+    old_reply = folder / "2_b.abc.reply.celery.pidbox.msg"
+    fresh_broadcast = folder / "3_c.alive@host.celery.pidbox.msg"
+    old_task = folder / "4_d.celery.msg"
+    for path in (old_broadcast, old_reply, fresh_broadcast, old_task):
+        path.write_text("{}")
+    an_hour_ago = time.time() - 3600
+    for path in (old_broadcast, old_reply, old_task):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+
+    assert services.broker_housekeeping() == 2
+    assert sorted(p.name for p in folder.iterdir()) == [fresh_broadcast.name, old_task.name]
