@@ -247,7 +247,7 @@ def _heartbeat_workers(now) -> list[dict]:
 def _beat(now) -> dict:
     tick = BeatTick.objects.filter(key="beat").first()
     last = max((t for t in (tick.sent_at, tick.ran_at) if t), default=None) if tick else None
-    age = (now - last).total_seconds() if last else None
+    age = max(0.0, (now - last).total_seconds()) if last else None  # a tick may follow `now`
     return {
         "status": UP if age is not None and age <= settings.SYSTEM_BEAT_SILENT_SECONDS else DOWN,
         "last_tick_at": last,
