@@ -293,3 +293,22 @@ def test_housekeeping_deletes_unread_broadcasts_of_the_filesystem_broker(tmp_pat
 
     assert services.broker_housekeeping() == 2
     assert sorted(p.name for p in folder.iterdir()) == [fresh_broadcast.name, old_task.name]
+
+
+def test_measuring_the_status_costs_a_fixed_number_of_queries(developer, settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    make_run(developer, "queued")
+    with CaptureQueriesContext(connection) as few:
+        selectors.system_status(detail=True, max_age=0)
+    for status in ("queued", "running", "succeeded") * 5:
+        make_run(developer, status)
+        make_execution(developer, status)
+        WorkerHeartbeat.objects.create(
+            hostname=f"h-{WorkerHeartbeat.objects.count()}", seen_at=timezone.now()
+        )
+    with CaptureQueriesContext(connection) as many:
+        status = selectors.system_status(detail=True, max_age=0)
+    assert status["components"]["runs"]["agent_runs"] == {"queued": 6, "running": 5}
+    assert len(many.captured_queries) == len(few.captured_queries) <= 6
