@@ -3,7 +3,7 @@ adds its urlpatterns here."""
 
 from django.urls import path
 
-from . import backups, config, flags, health
+from . import backups, config, flags, health, status
 
 app_name = "system-api"
 
@@ -18,4 +18,9 @@ urlpatterns = [
     path("backups", backups.BackupListView.as_view(), name="backup-list"),
     path("backups/<uuid:id>", backups.BackupDetailView.as_view(), name="backup-detail"),
     path("backups/<uuid:id>/download", backups.BackupDownloadView.as_view(), name="backup-download"),
+    # status: status, info, stats, alerts
+    path("status", status.SystemStatusView.as_view(), name="status"),
+    path("info", status.SystemInfoView.as_view(), name="info"),
+    path("stats", status.SystemStatsView.as_view(), name="stats"),
+    path("alerts", status.SystemAlertsView.as_view(), name="alerts"),
 ]

@@ -3,5 +3,15 @@
 from .backups import Backup, BackupFormat, BackupStatus
 from .config import FeatureFlag
 from .heartbeat import WorkerHeartbeat
+from .status import BeatTick, CheckState, SystemCheck
 
-__all__ = ["Backup", "BackupFormat", "BackupStatus", "FeatureFlag", "WorkerHeartbeat"]
+__all__ = [
+    "Backup",
+    "BackupFormat",
+    "BackupStatus",
+    "BeatTick",
+    "CheckState",
+    "FeatureFlag",
+    "SystemCheck",
+    "WorkerHeartbeat",
+]

@@ -12,6 +12,13 @@ from .backups import (
 from .config import config_update
 from .flags import flag_reset, flag_set
 from .health import health_check, worker_heartbeat_record
+from .status import (
+    beat_tick_record,
+    beat_tick_sent,
+    broker_housekeeping,
+    system_checks_evaluate,
+    system_checks_evaluate_if_stale,
+)
 
 __all__ = [
     "backup_delete",
@@ -21,9 +28,14 @@ __all__ = [
     "backup_run",
     "backup_start",
     "backup_write_file",
+    "beat_tick_record",
+    "beat_tick_sent",
+    "broker_housekeeping",
     "config_update",
     "flag_reset",
     "flag_set",
     "health_check",
+    "system_checks_evaluate",
+    "system_checks_evaluate_if_stale",
     "worker_heartbeat_record",
 ]

@@ -2,5 +2,6 @@
 
 from .backups import run_backup
 from .heartbeat import record_worker_heartbeat
+from .status import evaluate_system_checks, record_beat_tick
 
-__all__ = ["record_worker_heartbeat", "run_backup"]
+__all__ = ["evaluate_system_checks", "record_beat_tick", "record_worker_heartbeat", "run_backup"]
