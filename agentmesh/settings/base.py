@@ -505,6 +505,9 @@ CONSTANCE_BACKEND = "constance.backends.database.DatabaseBackend"
 CONSTANCE_DATABASE_CACHE_BACKEND = None  # our own per-process cache (above) bounds staleness
 CONSTANCE_CONFIG: dict = {}  # filled from the registry at start-up (for constance's admin form)
 CONSTANCE_IGNORE_ADMIN_VERSION_CHECK = False
+# Admins by role (not only superusers) run the config page: it goes by the constance permissions,
+# which the admin role holds (agentmesh.accounts.backends).
+CONSTANCE_SUPERUSER_ONLY = False
 # Agent limits applied when an agent's constraints set none (0: no limit); with
 # AGENTS_DEFAULT_MAX_TURNS and AGENTS_DEFAULT_TIMEOUT_SECONDS above, runtime-configurable.
 AGENTS_DEFAULT_MAX_TOOL_CALLS = env_int("AGENTS_DEFAULT_MAX_TOOL_CALLS", 0)

@@ -85,3 +85,32 @@ def test_bulk_role_update_is_effective_and_membership_follows_after_migrate(deve
     # ...and the membership after the next migrate (a data migration's path) or save.
     sync_role_memberships()
     assert role_groups(developer) == ["user"]
+
+
+def test_an_admin_role_operator_runs_the_console_without_being_superuser(make_user, developer):
+    """Role `admin` (staff, not superuser) holds every model permission: history pages, the
+    alert pages the dashboard links to and the runtime config page open; a developer's don't."""
+    from django.utils import timezone
+
+    from observability.models import Alert
+
+    operator = make_user(Role.ADMIN, is_staff=True)
+    assert not operator.is_superuser
+    now = timezone.now()
+    alert = Alert.objects.create(owner=developer, title="disk low", fired_at=now, last_seen_at=now)
+    client = Client()
+    client.force_login(operator)
+    for url in (
+        "/admin/",
+        "/admin/workflows/workflowexecution/",
+        "/admin/agents/agentrun/",
+        f"/admin/observability/alert/{alert.pk}/change/",
+        "/admin/constance/config/",
+    ):
+        assert client.get(url).status_code == 200, url
+    assert operator.has_perm("accounts.change_user")
+
+    staff_developer = make_user(Role.DEVELOPER, is_staff=True)
+    client.force_login(staff_developer)
+    assert client.get("/admin/workflows/workflowexecution/").status_code == 403
+    assert not staff_developer.has_perm("accounts.change_user")
