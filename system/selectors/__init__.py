@@ -1,0 +1,3 @@
+"""System reads, one module per area; each area adds its import here."""
+
+from .metrics import HISTORY_METRICS, metric_history, system_metrics_snapshot  # noqa: F401
