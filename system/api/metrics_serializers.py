@@ -27,17 +27,14 @@ class DiskSerializer(StrictSerializer):
     percent = serializers.FloatField()
 
 
-class LoadAverageSerializer(StrictSerializer):
-    def get_fields(self):
-        return {name: serializers.FloatField() for name in ("1m", "5m", "15m")}
-
-
 class HostSerializer(StrictSerializer):
     cpu_percent = serializers.FloatField()
     cpu_count = serializers.IntegerField()
     memory = MemorySerializer()
     disk = DiskSerializer()
-    load_average = LoadAverageSerializer()
+    load_1m = serializers.FloatField(help_text="Load average over 1 minute.")
+    load_5m = serializers.FloatField()
+    load_15m = serializers.FloatField()
 
 
 class PoolProcessSerializer(StrictSerializer):

@@ -63,7 +63,9 @@ def _host() -> dict:
             "free_bytes": disk.free,
             "percent": disk.percent,
         },
-        "load_average": {"1m": load[0], "5m": load[1], "15m": load[2]},
+        "load_1m": load[0],
+        "load_5m": load[1],
+        "load_15m": load[2],
     }
 
 
@@ -191,7 +193,7 @@ def sampled_values(snapshot: dict) -> dict[str, float]:
         "cpu_percent": host["cpu_percent"],
         "memory_percent": host["memory"]["percent"],
         "disk_percent": host["disk"]["percent"],
-        "load_1m": host["load_average"]["1m"],
+        "load_1m": host["load_1m"],
         "process_rss_bytes": snapshot["processes"][0]["rss_bytes"],
         "db_connections": snapshot["database"]["in_use"],
         "queue_depth": sum(depths) if depths else None,
