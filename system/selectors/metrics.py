@@ -212,7 +212,10 @@ class EpochSeconds(models.Func):
     output_field = models.BigIntegerField()
 
     def as_sqlite(self, compiler, connection, **extra):
-        return self.as_sql(compiler, connection, template="CAST(strftime('%%s', %(expressions)s) AS INTEGER)")
+        # '%%%%s': the template formatting leaves '%%s', which the SQLite backend turns into '%s'.
+        return self.as_sql(
+            compiler, connection, template="CAST(strftime('%%%%s', %(expressions)s) AS INTEGER)"
+        )
 
     def as_postgresql(self, compiler, connection, **extra):
         return self.as_sql(
