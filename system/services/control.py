@@ -207,7 +207,7 @@ def _backend_kind(backend) -> str:
 
 def _clear_redis(backend, made_prefix: str) -> int:
     client = backend._cache.get_client(write=True)
-    pattern = "".join(f"[{c}]" if c in "*?[]\\" else c for c in made_prefix) + "*"
+    pattern = "".join(f"\\{c}" if c in "*?[]^\\" else c for c in made_prefix) + "*"  # literal prefix
     cleared, batch = 0, []
     for key in client.scan_iter(match=pattern, count=1000):
         batch.append(key)
