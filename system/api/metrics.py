@@ -47,8 +47,8 @@ class SystemMetricsHistoryView(APIView):
         responses={200: MetricHistorySerializer},
     )
     def get(self, request):
-        """One sampled metric over [since, until), downsampled in the database into `step`-second
-        buckets (average, minimum, maximum, sample count). Samples are taken every
+        """History of one sampled metric. The samples in [since, until) are downsampled in the
+        database into `step`-second buckets (average, minimum, maximum, sample count). Samples are taken every
         SYSTEM_METRICS_INTERVAL seconds by beat and kept SYSTEM_METRICS_RETENTION_DAYS days.
         An unknown metric, a bad date, `since` not before `until`, a `step` out of range or more than
         SYSTEM_METRICS_HISTORY_MAX_BUCKETS buckets is a 400 naming the parameter. Admins only."""
@@ -64,12 +64,17 @@ class SystemMetricsHistoryView(APIView):
         return Response(MetricHistorySerializer(body).data)
 
 
-@extend_schema_view(list=extend_schema(operation_id="system_logs_list"))
+_LOGS_DOC = """The system's log records: observability's log sink (records at or above
+OBSERVABILITY_LOG_DB_LEVEL, from every API process, worker and beat), newest first, cursor
+pagination. Filters: `level` (minimum), `logger` (name prefix), `since`/`until`, `request_id`,
+`trace_id`, `q` (text in the message). The same records as GET /observability/logs, for admins
+only and unscoped."""
+
+
+@extend_schema_view(
+    list=extend_schema(operation_id="system_logs_list", summary="System log records", description=_LOGS_DOC)
+)
 class SystemLogViewSet(LogViewSet):
-    """The system's log records: observability's log sink (records at or above
-    OBSERVABILITY_LOG_DB_LEVEL, from every API process, worker and beat), newest first, cursor
-    pagination. Filters: `level` (minimum), `logger` (name prefix), `since`/`until`, `request_id`,
-    `trace_id`, `q` (text in the message). The same records as GET /observability/logs, for admins
-    only and unscoped."""
+    __doc__ = _LOGS_DOC
 
     permission_classes = ADMIN_ONLY
