@@ -95,3 +95,21 @@ def agentmesh_process_stats(state, **kwargs) -> dict:
         "rss_bytes": rss(os.getpid()),
         "pool": [{"pid": pid, "rss_bytes": rss(pid)} for pid in _pool_pids(state)],
     }
+
+
+def broadcast(command: str, *, arguments: dict | None = None, destination=None, reply=True, timeout=1.0):
+    """Send a remote-control command to the workers from an API process, failing within a few
+    seconds when the broker is down (a publish would otherwise retry with kombu's policy)."""
+    from agentmesh.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
+        return app.control.broadcast(
+            command,
+            arguments=arguments or {},
+            destination=destination or None,
+            reply=reply,
+            timeout=timeout,
+            limit=len(destination) if destination else None,
+            connection=conn,
+        )

@@ -16,6 +16,7 @@ from django.utils import timezone
 from agentmesh.celery import app as celery_app
 from agentmesh.core.aggregates import percentiles
 
+from .. import worker_control
 from ..models import MetricSample
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def worker_processes(timeout: float | None = None) -> list[dict]:
     command (system.worker_control): each worker measures its own processes with psutil."""
     timeout = settings.SYSTEM_METRICS_WORKER_TIMEOUT if timeout is None else timeout
     try:
-        replies = celery_app.control.broadcast("agentmesh_process_stats", reply=True, timeout=timeout) or []
+        replies = worker_control.broadcast("agentmesh_process_stats", timeout=timeout) or []
     except Exception as exc:  # the broker is down: the snapshot says so instead of failing
         logger.warning("worker process stats unavailable: %s", exc)
         return []

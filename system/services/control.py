@@ -14,10 +14,10 @@ from django.conf import settings
 from django.core.cache import caches
 from django.db import connections
 
-from agentmesh.celery import app as celery_app
 from agentmesh.core.audit import audited
 from agentmesh.core.exceptions import ServiceValidationError
 
+from .. import worker_control
 from ..models import ControlKind, ControlRequest
 from ..signals import runtime_config_reload
 
@@ -75,8 +75,15 @@ def caches_close_local() -> dict:
 
 
 def config_reload_local() -> dict:
-    receivers = runtime_config_reload.send(sender=ControlRequest)
-    return {"receivers": len(receivers)}
+    """Send `runtime_config_reload` here; a receiver that fails is reported, not raised."""
+    results = runtime_config_reload.send_robust(sender=ControlRequest)
+    failed = [
+        f"{getattr(r, '__qualname__', r)}: {type(e).__name__}" for r, e in results if isinstance(e, Exception)
+    ]
+    for receiver, error in results:
+        if isinstance(error, Exception):
+            logger.warning("runtime_config_reload receiver %r failed", receiver, exc_info=error)
+    return {"receivers": len(results), **({"failed": failed} if failed else {})}
 
 
 LOCAL_ACTIONS = {
@@ -92,13 +99,12 @@ def _broadcast(
 ):
     """Send a remote-control command to the workers; [{"worker": name, ...reply}] (or an error)."""
     try:
-        replies = celery_app.control.broadcast(
+        replies = worker_control.broadcast(
             command,
-            arguments=arguments or {},
-            destination=destination or None,
+            arguments=arguments,
+            destination=destination,
             reply=reply,
             timeout=settings.SYSTEM_CONTROL_REPLY_TIMEOUT,
-            limit=len(destination) if destination else None,
         )
     except Exception as exc:  # the broker is down: the record says so
         logger.warning("control broadcast %s failed: %s", command, exc)

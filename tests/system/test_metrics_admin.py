@@ -3,7 +3,6 @@
 from datetime import UTC, datetime
 
 import pytest
-
 from django.test import Client
 
 from agentmesh.accounts.models import Role

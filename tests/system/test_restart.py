@@ -100,6 +100,22 @@ def test_restart_config_sends_the_reload_signal_here(client_for, admin_user):
     assert body["result"]["local"]["receivers"] >= 1 and body["replies"] == []
 
 
+def test_a_failing_reload_receiver_is_reported_not_a_500(client_for, admin_user):
+    def broken(sender, **kwargs):
+        raise RuntimeError("cannot reload")
+
+    runtime_config_reload.connect(broken)
+    try:
+        response = restart(client_for(admin_user), "config")
+    finally:
+        runtime_config_reload.disconnect(broken)
+
+    assert response.status_code == 202
+    assert response.json()["result"]["local"]["failed"] == [
+        "test_a_failing_reload_receiver_is_reported_not_a_500.<locals>.broken: RuntimeError"
+    ]
+
+
 def test_restart_caches_closes_the_cache_clients_here(client_for, admin_user):
     from django.core.cache import cache
 
@@ -143,3 +159,32 @@ def test_restart_connections_closes_this_process_connection(client_for, admin_us
 def test_bad_input_is_a_400_naming_it(client_for, admin_user, service, payload, field):
     assert_problem(restart(client_for(admin_user), service, payload), 400, field)
     assert not ControlRequest.objects.exists()
+
+
+@pytest.fixture
+def broker_down(monkeypatch):
+    from agentmesh.celery import app as celery_app
+
+    monkeypatch.setattr(celery_app.conf, "broker_url", "redis://127.0.0.1:1/0")  # nothing listens
+    monkeypatch.setattr(celery_app.conf, "broker_write_url", None)
+    monkeypatch.setattr(celery_app.conf, "broker_read_url", None)
+
+
+def test_a_broker_outage_is_recorded_not_a_500(client_for, admin_user, broker_down):
+    received = []
+
+    def receiver(sender, **kwargs):
+        received.append(sender)
+
+    runtime_config_reload.connect(receiver)
+    try:
+        response = restart(client_for(admin_user), "config", {})
+    finally:
+        runtime_config_reload.disconnect(receiver)
+
+    assert response.status_code == 202
+    body = response.json()
+    assert body["result"]["error"].startswith("broadcast failed: ") and body["replies"] == []
+    assert len(received) == 1  # this process reloaded all the same
+    snapshot = client_for(admin_user).get("/api/v1/system/metrics").json()
+    assert snapshot["queues"][0]["depth"] is None and [p["role"] for p in snapshot["processes"]] == ["api"]
