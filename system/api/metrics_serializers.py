@@ -103,7 +103,10 @@ class MetricHistoryQuerySerializer(StrictSerializer):
 
     def validate(self, attrs):
         until = attrs.get("until") or timezone.now()
-        since = attrs.get("since") or until - timedelta(hours=1)
+        try:
+            since = attrs.get("since") or until - timedelta(hours=1)
+        except OverflowError:
+            raise serializers.ValidationError({"until": ["Too early."]}) from None
         if since >= until:
             raise serializers.ValidationError({"since": ["Must be before `until`."]})
         span = (until - since).total_seconds()

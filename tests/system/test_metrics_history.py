@@ -110,6 +110,7 @@ def test_default_range_is_the_last_hour_in_interval_steps(client_for, admin_user
         ({"metric": "cpu_percent", "step": str(8 * 24 * 3600)}, "step"),
         ({"metric": "cpu_percent", "step": "1"}, "step"),  # 3,600 buckets in the default hour
         ({"metric": "cpu_percent", "color": "red"}, "color"),
+        ({"metric": "cpu_percent", "until": "0001-01-01T00:00:00Z"}, "until"),
     ],
 )
 def test_bad_parameters_are_a_400_naming_them(client_for, admin_user, params, field):
