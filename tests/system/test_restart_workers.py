@@ -121,11 +121,17 @@ def test_restart_caches_closes_the_workers_cache_clients(worker, client_for, adm
     assert run_probe(worker, record_config_reloads, "after-caches") >= 0  # still works
 
 
-def test_warm_shutdown_stops_the_named_worker(client_for, admin_user):
-    other = start_worker(name="shutdown")
+def test_a_worker_without_pool_restarts_says_so_and_a_warm_shutdown_stops_it(client_for, admin_user):
+    other = start_worker(name="shutdown", extra_env={"CELERY_WORKER_POOL_RESTARTS": "0"})
     try:
         other.wait_ready()
         name = f"{other.queue}-shutdown@{socket.gethostname()}"
+        refused = client_for(admin_user).post(
+            "/api/v1/system/restart/workers", {"workers": [name]}, format="json"
+        )
+        (reply,) = refused.json()["replies"]
+        assert reply["worker"] == name and "Pool restarts not enabled" in reply["error"]
+
         response = client_for(admin_user).post(
             "/api/v1/system/restart/workers", {"workers": [name], "mode": "shutdown"}, format="json"
         )
