@@ -165,9 +165,9 @@ def test_bad_input_is_a_400_naming_it(client_for, admin_user, service, payload, 
 def broker_down(monkeypatch):
     from agentmesh.celery import app as celery_app
 
-    monkeypatch.setattr(celery_app.conf, "broker_url", "redis://127.0.0.1:1/0")  # nothing listens
-    monkeypatch.setattr(celery_app.conf, "broker_write_url", None)
-    monkeypatch.setattr(celery_app.conf, "broker_read_url", None)
+    # Nothing listens there. (The read and write URLs follow broker_url unless set.)
+    assert celery_app.conf["broker_write_url"] is None and celery_app.conf["broker_read_url"] is None
+    monkeypatch.setitem(celery_app.conf, "broker_url", "redis://127.0.0.1:1/0")
 
 
 def test_a_broker_outage_is_recorded_not_a_500(client_for, admin_user, broker_down):
