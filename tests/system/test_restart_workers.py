@@ -1,7 +1,6 @@
 """POST /system/restart/{service} against a real Celery worker (on the configured broker: the
 embedded filesystem transport by default, Redis when CELERY_BROKER_URL is set; both broadcast)."""
 
-import socket
 
 import pytest
 
@@ -26,7 +25,7 @@ def worker(django_db_setup, django_db_blocker):
     celery_app.conf.task_always_eager = False
     try:
         live.wait_ready()
-        live.name = f"{live.queue}@{socket.gethostname()}"
+        live.name = live.node_name
         yield live
     finally:
         celery_app.conf.task_always_eager = eager
@@ -125,7 +124,7 @@ def test_a_worker_without_pool_restarts_says_so_and_a_warm_shutdown_stops_it(cli
     other = start_worker(name="shutdown", extra_env={"CELERY_WORKER_POOL_RESTARTS": "0"})
     try:
         other.wait_ready()
-        name = f"{other.queue}-shutdown@{socket.gethostname()}"
+        name = other.node_name
         refused = client_for(admin_user).post(
             "/api/v1/system/restart/workers", {"workers": [name]}, format="json"
         )
@@ -142,5 +141,4 @@ def test_a_worker_without_pool_restarts_says_so_and_a_warm_shutdown_stops_it(cli
         other.process.wait(timeout=30)  # a warm shutdown: it exits by itself, cleanly
         assert other.process.returncode == 0, other.log()
     finally:
-        if other.process.poll() is None:
-            other.stop()
+        other.stop()  # also unbinds its remote-control queue (filesystem broker)
