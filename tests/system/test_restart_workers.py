@@ -1,7 +1,6 @@
 """POST /system/restart/{service} against a real Celery worker (on the configured broker: the
 embedded filesystem transport by default, Redis when CELERY_BROKER_URL is set; both broadcast)."""
 
-
 import pytest
 
 from agentmesh.celery import app as celery_app
