@@ -168,6 +168,7 @@ def broker_down(monkeypatch):
     # Nothing listens there. (The read and write URLs follow broker_url unless set.)
     assert celery_app.conf["broker_write_url"] is None and celery_app.conf["broker_read_url"] is None
     monkeypatch.setitem(celery_app.conf, "broker_url", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")  # Celery prefers the environment
 
 
 def test_a_broker_outage_is_recorded_not_a_500(client_for, admin_user, broker_down):
