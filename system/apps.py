@@ -19,3 +19,7 @@ class SystemConfig(AppConfig):
         # The registry, as constance's admin form shows it (system.admin.config saves through
         # config_update, so admin changes are validated and audited like the API's).
         settings.CONSTANCE_CONFIG.update(config.constance_config())
+
+        # Celery remote-control commands of the workers (restart of connections, caches, config;
+        # process stats for GET /system/metrics).
+        from . import worker_control  # noqa: F401

@@ -8,6 +8,7 @@ database as the test process, so tests using it need `django_db(transaction=True
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,10 +36,11 @@ def database_url() -> str:
 
 
 class LiveWorker:
-    def __init__(self, queue: str, process: subprocess.Popen, log_path: Path):
+    def __init__(self, queue: str, process: subprocess.Popen, log_path: Path, node_name: str = ""):
         self.queue = queue
         self.process = process
         self.log_path = log_path
+        self.node_name = node_name  # e.g. "test-gw0-1a2b3c4d@host": its remote-control name
 
     def send(self, task, *args, **kwargs):
         """Publish `task` to this worker's queue (never eager)."""
@@ -68,6 +70,19 @@ class LiveWorker:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=5)
+        forget_control_queue(self.node_name)
+
+
+def forget_control_queue(node_name: str) -> None:
+    """Unbind a stopped worker's remote-control queue on the filesystem broker and drop its messages.
+
+    The filesystem transport never unbinds it by itself: every later broadcast (status pings,
+    process stats, restarts) would leave one message file for each worker the suite ever started,
+    in var/broker/queue, which every worker lists on each poll. Redis fans out without storing."""
+    if not node_name or not str(celery_app.conf.broker_url).startswith("filesystem://"):
+        return
+    with celery_app.connection_for_write() as conn:
+        conn.default_channel._delete(f"{node_name}.celery.pidbox", "celery.pidbox", "", "")
 
 
 def start_worker(
@@ -103,7 +118,7 @@ def start_worker(
     ]  # fmt: skip
     with log_path.open("wb") as log:
         process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    return LiveWorker(queue, process, log_path)
+    return LiveWorker(queue, process, log_path, node_name=f"{label}@{socket.gethostname()}")
 
 
 def kill_worker(worker: LiveWorker) -> None:
@@ -118,3 +133,4 @@ def kill_worker(worker: LiveWorker) -> None:
             os.kill(child, signal.SIGKILL)
     worker.process.kill()
     worker.process.wait(timeout=10)
+    forget_control_queue(worker.node_name)

@@ -524,3 +524,23 @@ MIGRATION_MODULES = {"waffle": "system.waffle_migrations"}
 WAFFLE_ENABLE_ADMIN_PAGES = False  # system.admin.config registers an audited flag admin
 WAFFLE_CREATE_MISSING_FLAGS = False
 WAFFLE_FLAG_DEFAULT = True
+# --- System: metrics and control ------------------------------------------------------------
+# The beat task `system.tasks.sample_system_metrics` records the history metrics (GET
+# /system/metrics/history) this often, and prunes samples older than the retention.
+SYSTEM_METRICS_INTERVAL = env_int("SYSTEM_METRICS_INTERVAL", 60)
+SYSTEM_METRICS_RETENTION_DAYS = env_int("SYSTEM_METRICS_RETENTION_DAYS", 30)
+# At most this many buckets in one history answer (`step` must be wide enough).
+SYSTEM_METRICS_HISTORY_MAX_BUCKETS = env_int("SYSTEM_METRICS_HISTORY_MAX_BUCKETS", 1000)
+# Queues whose depth GET /system/metrics reports, besides the default queue.
+SYSTEM_METRICS_QUEUES = env_list("SYSTEM_METRICS_QUEUES", [])
+# How long GET /system/metrics waits for the workers' process stats (seconds).
+SYSTEM_METRICS_WORKER_TIMEOUT = float(env_str("SYSTEM_METRICS_WORKER_TIMEOUT", "1"))
+# How long POST /system/restart/{service} waits for the workers' replies (seconds).
+SYSTEM_CONTROL_REPLY_TIMEOUT = float(env_str("SYSTEM_CONTROL_REPLY_TIMEOUT", "2"))
+# POST /system/restart/workers sends Celery's `pool_restart`, which a worker refuses unless
+# this is on in ITS settings (the workers read the same settings module).
+CELERY_WORKER_POOL_RESTARTS = env_bool("CELERY_WORKER_POOL_RESTARTS", True)
+CELERY_BEAT_SCHEDULE["system-metrics-sample"] = {
+    "task": "system.tasks.sample_system_metrics",
+    "schedule": float(SYSTEM_METRICS_INTERVAL),
+}

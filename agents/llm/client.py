@@ -240,6 +240,29 @@ class _Breaker:
                 logger.warning("circuit breaker state of model %s unavailable", self.config.pk, exc_info=True)
 
 
+def breakers_reset(configs: Any) -> list[dict]:
+    """Close the circuit breakers of `configs` (model configs: pk and name): forget their failure
+    counts, open state and trial slot, so the next call goes through. Returns the ones that had
+    state, each with whether it was open. Used by POST /system/restart/breakers."""
+    reset = []
+    for config in configs:
+        breaker = _Breaker(config, 0)
+        keys = [breaker._key("failures"), breaker._key("open_until"), breaker._key("trial")]
+        state = cache.get_many(keys)
+        if state:
+            cache.delete_many(keys)
+            open_until = state.get(keys[1])
+            reset.append(
+                {
+                    "model_config": str(config.pk),
+                    "name": config.name,
+                    "was_open": bool(open_until and open_until > time.time()),
+                    "failures": int(state.get(keys[0]) or 0),
+                }
+            )
+    return reset
+
+
 class _Call:
     """One call to a model with its fallbacks: deadline, attempts, errors, span."""
 

@@ -1,3 +1,3 @@
 """System admin, one module per area."""
 
-from . import backups, config, heartbeat, status  # noqa: F401
+from . import backups, config, heartbeat, metrics, status  # noqa: F401

@@ -3,7 +3,7 @@ adds its urlpatterns here."""
 
 from django.urls import path
 
-from . import backups, config, flags, health, status
+from . import backups, config, control, flags, health, metrics, status
 
 app_name = "system-api"
 
@@ -23,4 +23,10 @@ urlpatterns = [
     path("info", status.SystemInfoView.as_view(), name="info"),
     path("stats", status.SystemStatsView.as_view(), name="stats"),
     path("alerts", status.SystemAlertsView.as_view(), name="alerts"),
+    # metrics and control
+    path("metrics", metrics.SystemMetricsView.as_view(), name="metrics"),
+    path("metrics/history", metrics.SystemMetricsHistoryView.as_view(), name="metrics-history"),
+    path("logs", metrics.SystemLogViewSet.as_view({"get": "list"}), name="logs"),
+    path("restart/<str:service>", control.RestartView.as_view(), name="restart"),
+    path("cache/clear", control.CacheClearView.as_view(), name="cache-clear"),
 ]

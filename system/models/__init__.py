@@ -2,7 +2,9 @@
 
 from .backups import Backup, BackupFormat, BackupStatus
 from .config import FeatureFlag
+from .control import ControlKind, ControlRequest
 from .heartbeat import WorkerHeartbeat
+from .metrics import MetricSample
 from .status import BeatTick, CheckState, SystemCheck
 
 __all__ = [
@@ -11,7 +13,10 @@ __all__ = [
     "BackupStatus",
     "BeatTick",
     "CheckState",
+    "ControlKind",
+    "ControlRequest",
     "FeatureFlag",
+    "MetricSample",
     "SystemCheck",
     "WorkerHeartbeat",
 ]

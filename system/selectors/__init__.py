@@ -2,17 +2,21 @@
 
 from .config import config_values, flag_get, flags_list
 from .info import register_feature_source, system_info
+from .metrics import HISTORY_METRICS, metric_history, system_metrics_snapshot
 from .stats import system_stats
 from .status import status_cache_clear, system_alerts, system_status
 
 __all__ = [
+    "HISTORY_METRICS",
     "config_values",
     "flag_get",
     "flags_list",
+    "metric_history",
     "register_feature_source",
     "status_cache_clear",
     "system_alerts",
     "system_info",
+    "system_metrics_snapshot",
     "system_stats",
     "system_status",
 ]

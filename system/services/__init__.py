@@ -10,8 +10,10 @@ from .backups import (
     backup_write_file,
 )
 from .config import config_update
+from .control import RESTART_SERVICES, cache_clear, service_restart
 from .flags import flag_reset, flag_set
 from .health import health_check, worker_heartbeat_record
+from .metrics import metric_samples_prune, metric_samples_record
 from .status import (
     beat_tick_record,
     beat_tick_sent,
@@ -21,6 +23,7 @@ from .status import (
 )
 
 __all__ = [
+    "RESTART_SERVICES",
     "backup_delete",
     "backup_open",
     "backup_prune",
@@ -31,10 +34,14 @@ __all__ = [
     "beat_tick_record",
     "beat_tick_sent",
     "broker_housekeeping",
+    "cache_clear",
     "config_update",
     "flag_reset",
     "flag_set",
     "health_check",
+    "metric_samples_prune",
+    "metric_samples_record",
+    "service_restart",
     "system_checks_evaluate",
     "system_checks_evaluate_if_stale",
     "worker_heartbeat_record",

@@ -2,6 +2,13 @@
 
 from .backups import run_backup
 from .heartbeat import record_worker_heartbeat
+from .metrics import sample_system_metrics
 from .status import evaluate_system_checks, record_beat_tick
 
-__all__ = ["evaluate_system_checks", "record_beat_tick", "record_worker_heartbeat", "run_backup"]
+__all__ = [
+    "evaluate_system_checks",
+    "record_beat_tick",
+    "record_worker_heartbeat",
+    "run_backup",
+    "sample_system_metrics",
+]

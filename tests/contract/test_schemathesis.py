@@ -31,10 +31,14 @@ MAX_EXAMPLES = int(os.environ.get("CONTRACT_MAX_EXAMPLES", "8"))
 #   PUT /system/config and PUT /system/flags/{name}: random VALID values (MAINTENANCE_MODE true,
 #   a throttle rate of 1/day, a feature switched off) would change how every later operation of
 #   the run answers; covered by tests/system/test_config*.py, test_flags.py, test_maintenance.py.
+#   POST /system/restart/{service} broadcasts to every worker on the suite's broker (pool restart,
+#   connection close): it would restart the pools of live workers other tests use in parallel
+#   (covered by tests/system/test_restart.py and test_restart_workers.py).
 EXCLUDED = {
     ("GET", "/api/v1/workflows/executions/{id}/events"),
     ("PUT", "/api/v1/system/config"),
     ("PUT", "/api/v1/system/flags/{name}"),
+    ("POST", "/api/v1/system/restart/{service}"),
 }
 
 
