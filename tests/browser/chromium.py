@@ -25,7 +25,10 @@ def status_line() -> str:
     reason = missing_reason()
     if reason:
         return f"browser tests (tests/browser): SKIPPED - {reason}"
-    return f"browser tests (tests/browser): headless {CHROMIUM} driven by {CHROMEDRIVER}"
+    return (
+        f"browser tests (tests/browser): run in headless {CHROMIUM} via {CHROMEDRIVER}; "
+        "screenshots in var/browser-artifacts/"
+    )
 
 
 def new_driver(user_data_dir: Path):
