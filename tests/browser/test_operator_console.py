@@ -33,6 +33,14 @@ def _change_url(base: str, obj) -> str:
     return base + reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
 
 
+def _shown(browser, text: str):
+    """The element of the page's content whose own text is `text` (visible)."""
+    found = browser.find_elements(By.XPATH, f"//*[@id='content-main']//*[normalize-space(text())='{text}']")
+    shown = [element for element in found if element.is_displayed()]
+    assert shown, f"{text!r} not shown: {browser.find_element(By.ID, 'content-main').text[:3000]}"
+    return shown[0]
+
+
 def test_an_operator_logs_in_and_sees_the_dashboard(browser, logged_in, operator, screenshot):
     # logged_in typed the credentials into /admin/login/ and submitted the form
     assert browser.current_url.rstrip("/").endswith("/admin")
@@ -54,8 +62,11 @@ def test_a_finished_execution_shows_its_steps(browser, logged_in, operator, scre
     open_page(browser, _change_url(logged_in, execution), "#content-main")
     screenshot("execution")
 
-    page = browser.find_element(By.ID, "content-main").text
-    assert "fetch_city" in page and "shout" in page, page[:3000]
+    # each step's node id shown on the page, in the order the steps ran
+    first, second = (_shown(browser, node_id) for node_id in ("fetch_city", "shout"))
+    assert first.location["y"] < second.location["y"]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", first)
+    screenshot("steps")
 
 
 def test_an_operator_cancels_a_waiting_execution(browser, logged_in, operator, screenshot):
@@ -73,7 +84,9 @@ def test_an_operator_cancels_a_waiting_execution(browser, logged_in, operator, s
     click_and_wait(browser, "input[type=submit][name=confirm]", "#content-main")
     screenshot("cancelled")
 
-    assert "cancelled" in browser.find_element(By.ID, "content-main").text.lower()
+    # the execution's own status field (not only the confirmation message) says cancelled
+    status = browser.find_element(By.CSS_SELECTOR, "#content-main fieldset .field-status .readonly")
+    assert status.text.strip().lower() == "cancelled"
     execution.refresh_from_db()
     assert execution.status == ExecutionStatus.CANCELLED
 
