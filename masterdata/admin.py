@@ -3,17 +3,18 @@
 from django import forms
 from django.contrib import admin
 
-from agentmesh.core.admin import AuditedAdmin, ServiceBackedAdmin
+from agentmesh.core.admin import HistoryAdmin, ServiceBackedAdmin
+from agentmesh.core.admin_format import IdSearchMixin
 
 from . import services
 from .models import Constraint, ModelConfig, Prompt, PromptVersion, Secret, Skill
 
 
 @admin.register(Skill)
-class SkillAdmin(ServiceBackedAdmin):
+class SkillAdmin(IdSearchMixin, ServiceBackedAdmin):
     list_display = ["name", "category", "type", "is_active", "owner", "updated_at"]
-    list_filter = ["type", "is_active", "category"]
-    search_fields = ["name", "slug", "description", "category"]
+    list_filter = ["type", "is_active", "category", "updated_at"]
+    search_fields = ["name", "slug", "description", "category", "=owner__username"]
     list_select_related = ["owner"]
     raw_id_fields = ["owner"]
     service_fields = (
@@ -36,10 +37,10 @@ class SkillAdmin(ServiceBackedAdmin):
 
 
 @admin.register(Constraint)
-class ConstraintAdmin(ServiceBackedAdmin):
+class ConstraintAdmin(IdSearchMixin, ServiceBackedAdmin):
     list_display = ["name", "type", "is_active", "owner", "updated_at"]
-    list_filter = ["type", "is_active"]
-    search_fields = ["name", "description"]
+    list_filter = ["type", "is_active", "updated_at"]
+    search_fields = ["name", "description", "=owner__username"]
     list_select_related = ["owner"]
     raw_id_fields = ["owner"]
     service_fields = ("name", "description", "type", "rules", "is_active")
@@ -64,10 +65,10 @@ class PromptVersionInline(admin.TabularInline):
 
 
 @admin.register(Prompt)
-class PromptAdmin(ServiceBackedAdmin):
+class PromptAdmin(IdSearchMixin, ServiceBackedAdmin):
     list_display = ["name", "category", "version", "is_active", "owner", "updated_at"]
-    list_filter = ["is_active", "category"]
-    search_fields = ["name", "description", "template"]
+    list_filter = ["is_active", "category", "updated_at"]
+    search_fields = ["name", "description", "template", "=owner__username"]
     list_select_related = ["owner"]
     raw_id_fields = ["owner"]
     readonly_fields = ["version"]
@@ -82,22 +83,14 @@ class PromptAdmin(ServiceBackedAdmin):
 
 
 @admin.register(PromptVersion)
-class PromptVersionAdmin(AuditedAdmin):
-    """Versions are immutable: view only."""
+class PromptVersionAdmin(IdSearchMixin, HistoryAdmin):
+    """Versions are immutable history: view only."""
 
     list_display = ["prompt", "version", "created_by", "created_at"]
     list_filter = ["created_at"]
     search_fields = ["prompt__name", "template"]
+    id_search_fields = ("pk", "prompt__id")
     list_select_related = ["prompt", "created_by"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class SecretAdminForm(forms.ModelForm):
@@ -120,11 +113,11 @@ class SecretAdminForm(forms.ModelForm):
 
 
 @admin.register(Secret)
-class SecretAdmin(ServiceBackedAdmin):
+class SecretAdmin(IdSearchMixin, ServiceBackedAdmin):
     form = SecretAdminForm
     list_display = ["name", "mask", "fingerprint", "owner", "last_used_at", "updated_at"]
-    list_filter = ["last_used_at"]
-    search_fields = ["name", "description", "fingerprint"]
+    list_filter = ["last_used_at", "updated_at"]
+    search_fields = ["name", "description", "=fingerprint", "=owner__username"]
     list_select_related = ["owner"]
     raw_id_fields = ["owner"]
     readonly_fields = ["mask", "fingerprint", "last_used_at", "last_used_for"]
@@ -145,13 +138,18 @@ class SecretAdmin(ServiceBackedAdmin):
 
 
 @admin.register(ModelConfig)
-class ModelConfigAdmin(ServiceBackedAdmin):
+class ModelConfigAdmin(IdSearchMixin, ServiceBackedAdmin):
     list_display = ["name", "provider", "model_name", "is_active", "owner", "updated_at"]
-    list_filter = ["provider", "is_active"]
-    search_fields = ["name", "model_name", "base_url", "description"]
+    list_filter = ["provider", "is_active", "updated_at"]
+    search_fields = ["name", "model_name", "base_url", "description", "=owner__username"]
     list_select_related = ["owner"]
     raw_id_fields = ["owner", "api_key_secret", "fallback"]
     service_fields = tuple(sorted(services.MODEL_CONFIG_FIELDS))
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "base_url":  # an address typed without a scheme means https
+            kwargs["assume_scheme"] = "https"
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def save_via_service(self, request, obj, form, change):
         values = self.changed_values(form)

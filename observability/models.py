@@ -61,6 +61,14 @@ class ObservabilityEvent(models.Model):
         return f"{self.type} @ {self.timestamp:%Y-%m-%d %H:%M:%S}"
 
 
+class Event(ObservabilityEvent):
+    """The same rows under the admin's short address, /admin/observability/event/."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "event"
+
+
 class SpanKind(models.TextChoices):
     WORKFLOW = "workflow", "Workflow"
     STEP = "step", "Step"
@@ -190,6 +198,8 @@ class MetricSeries(models.Model):
 
     class Meta:
         ordering = ["name", "labels"]
+        verbose_name = "metric series"
+        verbose_name_plural = "metric series"
         constraints = [models.UniqueConstraint(fields=["name", "labels"], name="obs_metric_series_unique")]
 
     def __str__(self) -> str:

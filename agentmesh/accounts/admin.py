@@ -61,3 +61,6 @@ admin.site.unregister(Group)
 @admin.register(Group)
 class GroupAdmin(AuditedAdminMixin, DjangoGroupAdmin):
     """Django's group admin, audited (a group's permissions are grants)."""
+
+
+from . import admin_third_party  # noqa: E402, F401  (JWT and login-lockout records, read-only)

@@ -50,3 +50,37 @@ def user_login_unlock(*, user) -> int:
     from axes.utils import reset
 
     return reset(username=user.username)
+
+
+@transaction.atomic
+def login_attempts_unlock(*, attempts) -> int:
+    """Forget the given failed-login records (django-axes AccessAttempt rows: one per address and
+    account), which ends the lockouts they caused. Returns how many were removed."""
+    from axes.models import AccessAttempt
+
+    rows = list(attempts.values("pk", "ip_address", "username"))
+    if not rows:
+        return 0
+    AccessAttempt.objects.filter(pk__in=[row["pk"] for row in rows]).delete()
+    audited(
+        "unlock",
+        AccessAttempt,
+        details={
+            "count": len(rows),
+            "ip_addresses": sorted({row["ip_address"] or "" for row in rows}),
+            "usernames": sorted({row["username"] or "" for row in rows}),
+        },
+    )
+    return len(rows)
+
+
+@transaction.atomic
+def refresh_token_revoke(*, token) -> bool:
+    """Blacklist an outstanding refresh token (simplejwt), as logout does: it can no longer be
+    refreshed. Returns False when it already was."""
+    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
+
+    _, created = BlacklistedToken.objects.get_or_create(token=token)
+    if created:
+        audited("revoke", token, details={"jti": token.jti, "user_id": token.user_id})
+    return created

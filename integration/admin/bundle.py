@@ -1,22 +1,49 @@
-"""Read-only admin pages of integration jobs."""
+"""Integration jobs (master-data sync runs …) are history: view only."""
 
 from django.contrib import admin
+
+from agentmesh.core.admin import HistoryAdmin
+from agentmesh.core.admin_format import IdSearchMixin, human_duration, pretty_json, short_id
 
 from ..models import IntegrationJob
 
 
 @admin.register(IntegrationJob)
-class IntegrationJobAdmin(admin.ModelAdmin):
-    list_display = ("id", "kind", "status", "owner", "created_at", "finished_at")
-    list_filter = ("kind", "status")
-    search_fields = ("id", "owner__username", "error")
-    readonly_fields = [f.name for f in IntegrationJob._meta.fields]
+class IntegrationJobAdmin(IdSearchMixin, HistoryAdmin):
+    list_display = ("job_id", "kind", "status", "owner", "created_at", "finished_at", "duration")
+    list_filter = ("kind", "status", "created_at", "finished_at")
+    search_fields = ("=owner__username", "error")
+    list_select_related = ("owner",)
+    date_hierarchy = "created_at"
+    fields = (
+        "id",
+        "kind",
+        "status",
+        "owner",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "duration",
+        "error",
+        "params_pretty",
+        "report_pretty",
+    )
+    readonly_fields = ("duration", "params_pretty", "report_pretty")
 
-    def has_add_permission(self, request):
-        return False
+    @admin.display(description="id", ordering="id")
+    def job_id(self, obj):
+        return short_id(obj.pk)
 
-    def has_change_permission(self, request, obj=None):
-        return False
+    @admin.display(description="duration")
+    def duration(self, obj):
+        if not (obj.started_at and obj.finished_at):
+            return "-"
+        return human_duration((obj.finished_at - obj.started_at).total_seconds() * 1000)
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+    @admin.display(description="parameters")
+    def params_pretty(self, obj):
+        return pretty_json(obj.params)
+
+    @admin.display(description="report")
+    def report_pretty(self, obj):
+        return pretty_json(obj.report, open_=False)

@@ -44,6 +44,7 @@ class ApiConnection(OwnedModel):
     last_check_error = models.TextField(blank=True, editable=False)
 
     class Meta(OwnedModel.Meta):
+        verbose_name = "API connection"
         constraints = [
             models.UniqueConstraint(
                 fields=["owner", "name"], name="integration_apiconnection_unique_name_per_owner"
