@@ -7,7 +7,7 @@ import uuid
 
 from django.urls import NoReverseMatch, reverse
 
-from agentmesh.core import audit
+from agentmesh.core import audit, features
 
 from . import buffer, metrics, services
 from .context import (
@@ -53,6 +53,8 @@ class RequestContextMiddleware:
       a Celery task published during the request), so plain reads do not flood the traces.
       It and the spans that finished during the request go to the write buffer like the
       samples (a trace is complete in the database within OBSERVABILITY_FLUSH_SECONDS).
+    - The feature flags evaluated while serving the request ({name: on?}) are recorded on its
+      span as the `feature_flags` attribute (and make the span be written), for A/B splits.
     - A 403 answer records an `auth.permission_denied` event.
     - Writes made during the request are audited as the request's user, through `api` or
       `admin` (agentmesh.core.audit).
@@ -77,6 +79,7 @@ class RequestContextMiddleware:
         )
         request.request_id = request_id
         token = activate(ctx)
+        flags_token = features.track_flags()
         audit_token = audit.activate(audit.AuditContext(channel=audit_channel(request.path), request=request))
         start_wall = time.time()
         t0 = time.perf_counter()
@@ -93,6 +96,7 @@ class RequestContextMiddleware:
             finally:
                 deactivate(token)
                 audit.deactivate(audit_token)
+                features.untrack_flags(flags_token)
 
     def _record(self, request, response, ctx, parent_span_id, start_wall, seconds) -> None:
         status = response.status_code if response is not None else 500
@@ -125,14 +129,17 @@ class RequestContextMiddleware:
                 payload={"method": method, "route": route, "path": request.path[:300]},
             )
         finished = ctx.span_batch.close()
-        if ctx.root_referenced[0]:
+        flags = features.served_flags()  # the feature flags the request was served under
+        if ctx.root_referenced[0] or flags:
             self._write_spans(
-                finished, ctx, parent_span_id, method, route, status, start_wall, seconds, user_id
+                finished, ctx, parent_span_id, method, route, status, start_wall, seconds, user_id, flags
             )
         buffer.flush_if_due()
 
     @staticmethod
-    def _write_spans(finished, ctx, parent_span_id, method, route, status, start_wall, seconds, user_id):
+    def _write_spans(
+        finished, ctx, parent_span_id, method, route, status, start_wall, seconds, user_id, flags
+    ):
         from datetime import UTC, datetime, timedelta
 
         from . import otlp
@@ -154,6 +161,8 @@ class RequestContextMiddleware:
                 "http.route": route,
                 "http.response.status_code": status,
                 "agentmesh.request_id": ctx.request_id,
+                # {flag: on?} for A/B splits: Span.objects.filter(attributes__feature_flags__streaming=True)
+                **({"feature_flags": flags} if flags else {}),
             },
             user_id=user_id,
         )

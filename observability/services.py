@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from agentmesh.core.audit import audited
 from agentmesh.core.exceptions import ConflictError, ServiceValidationError
+from agentmesh.core.features import runtime_setting
 from agentmesh.core.safe_http import safe_request
 from agentmesh.core.signals import snapshot
 
@@ -729,7 +730,13 @@ def retention_prune(*, now: datetime | None = None, batch_size: int | None = Non
     """
     now = now or timezone.now()
     batch_size = batch_size or settings.OBSERVABILITY_PRUNE_BATCH_SIZE
-    days = settings.OBSERVABILITY_RETENTION_DAYS
+    days = {  # runtime settings (GET/PUT /system/config); defaults OBSERVABILITY_RETENTION_DAYS
+        "events": runtime_setting("OBSERVABILITY_RETENTION_EVENTS_DAYS"),
+        "spans": runtime_setting("OBSERVABILITY_RETENTION_SPANS_DAYS"),
+        "logs": runtime_setting("OBSERVABILITY_RETENTION_LOGS_DAYS"),
+        "request_samples": runtime_setting("OBSERVABILITY_RETENTION_REQUESTS_DAYS"),
+        "alerts": runtime_setting("OBSERVABILITY_RETENTION_ALERTS_DAYS"),
+    }
     active = Span.objects.filter(end_time__isnull=True).values("trace_id")
     not_active = ~Q(trace_id__in=active)
     summary = {

@@ -28,8 +28,13 @@ def pytest_terminal_summary(terminalreporter):
 @pytest.fixture(autouse=True)
 def _clear_cache():
     from agentmesh.core.safe_http import clear_allow_rule_cache
+    from system.services.config import STORED
+    from system.services.flags import RULES
 
     cache.clear()
+    # Each test's database starts with no runtime setting and no flag stored (no query to know).
+    STORED.reset_empty()
+    RULES.reset_empty()
     yield
     cache.clear()
     # Allow rules a test created vanish with its rolled-back transaction, without signals.

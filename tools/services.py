@@ -28,6 +28,7 @@ from tenacity import (
 from agentmesh.core import crypto
 from agentmesh.core.audit import audited
 from agentmesh.core.exceptions import ConflictError, ServiceValidationError
+from agentmesh.core.features import require_feature, tool_type_flag
 from agentmesh.core.services import object_delete_keeping_history
 from agentmesh.core.signals import snapshot
 from agentmesh.core.tasks import enqueue_on_commit
@@ -114,6 +115,7 @@ def _validate_tool(tool: Tool, *, previous: Tool | None = None) -> None:
     if tool.type not in registry:
         known = ", ".join(e.type for e in registry.types())
         raise ServiceValidationError(f"Unknown tool type {tool.type!r}; one of: {known}.", field="type")
+    require_feature(tool_type_flag(tool.type), tool.owner)  # the type's feature flag: 503/403
     executor = registry.get(tool.type)
     if not isinstance(tool.config, dict):
         raise ServiceValidationError("The config must be an object.", field="config")
@@ -408,6 +410,7 @@ def tool_execute(
     """
     if require_deployed:
         _require_deployed(tool)
+    require_feature(tool_type_flag(tool.type), actor)  # the type's feature flag: 503/403
     arguments = validate_arguments(tool, arguments)
     execution = _new_execution(
         tool, arguments, actor=actor, caller_type=caller_type, caller_ref=caller_ref, is_test=is_test
@@ -435,6 +438,7 @@ def tool_execute_async(
     encrypted on the row until the worker picks them up."""
     if require_deployed:
         _require_deployed(tool)
+    require_feature(tool_type_flag(tool.type), actor)  # the type's feature flag: 503/403
     arguments = validate_arguments(tool, arguments)
     from .tasks import run_tool_execution
 

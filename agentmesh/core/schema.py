@@ -3,7 +3,8 @@
 - Every operation has its own summary and description: the action's own docstring, or one
   made from the action and the resource (never a base class's or a mixin's docstring).
 - Every operation documents the errors it can return, in the one error shape (components
-  `Problem` and `ProblemItem`): 400, 401, 403, 404, 409, 413, 415, 429 where they apply.
+  `Problem` and `ProblemItem`): 400, 401, 403, 404, 409, 413, 415, 429 where they apply, and
+  503 on every write (maintenance mode; a feature switched off by its flag).
 - Request bodies are JSON only (the parser classes) and refuse unknown fields
   (`additionalProperties: false`).
 - `@deprecated(sunset=...)` on an action marks it `deprecated: true` here and adds the
@@ -52,6 +53,8 @@ ERROR_DESCRIPTIONS = {
     "413": "Request body too large.",
     "415": "Unsupported media type: request bodies are JSON (application/json).",
     "429": "Too many requests: throttled; retry after the `Retry-After` seconds.",
+    "503": "Unavailable: maintenance mode (writes are paused, code `maintenance_mode`, retry after "
+    "`Retry-After`), or a feature switched off (code `feature_disabled`, the flag named in `detail`).",
 }
 
 
@@ -287,6 +290,8 @@ class AutoSchema(SpectacularAutoSchema):
                 codes.append("415")
         if view.get_throttles():
             codes.append("429")
+        if method in ("POST", "PUT", "PATCH", "DELETE") or getattr(self._handler(), "feature_flag", None):
+            codes.append("503")  # maintenance mode (system.middleware), feature flags
         return codes
 
     def _has_query_parameters(self) -> bool:

@@ -3,6 +3,8 @@ import ipaddress
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle, UserRateThrottle
 
+from .features import runtime_setting
+
 
 def client_address(request) -> str:
     """The client's IP address, for throttles, the login lockout and anything else that needs it.
@@ -35,6 +37,8 @@ class ClientAddressThrottle(SimpleRateThrottle):
     scope = "auth"
 
     def get_rate(self):
+        if self.scope == "auth":  # runtime setting AUTH_THROTTLE_RATE (GET/PUT /system/config)
+            return runtime_setting("AUTH_THROTTLE_RATE")
         return settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES", {}).get(self.scope)
 
     def get_ident(self, request):
@@ -45,7 +49,11 @@ class ClientAddressThrottle(SimpleRateThrottle):
 
 
 class UserThrottle(UserRateThrottle):
-    """DRF's per-user throttle; anonymous requests are counted by client_address()."""
+    """DRF's per-user throttle; anonymous requests are counted by client_address(). The rate is
+    the runtime setting USER_THROTTLE_RATE, read on every request."""
+
+    def get_rate(self):
+        return runtime_setting("USER_THROTTLE_RATE")
 
     def get_ident(self, request):
         return client_address(request)

@@ -36,6 +36,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "guardian",
     "axes",
+    "constance",  # runtime configuration storage (system.services.config)
+    "waffle",  # feature flags: system.FeatureFlag is its flag model (system.services.flags)
     "agentmesh.core",
     "agentmesh.accounts",
     "observability",
@@ -53,6 +55,7 @@ MIDDLEWARE = [
     "agentmesh.core.middleware.ApiErrorsAsJsonMiddleware",
     "agentmesh.core.middleware.RequestBodyLimitMiddleware",
     "agentmesh.core.middleware.QueryStringNULMiddleware",
+    "system.middleware.MaintenanceModeMiddleware",  # writes under /api/ answer 503 while on
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -432,3 +435,31 @@ LLM_MAX_RETRY_WAIT_SECONDS = float(env_str("LLM_MAX_RETRY_WAIT_SECONDS", "10")) 
 # Circuit breaker per model: open after this many consecutive failed calls (0: off), for the cooldown.
 LLM_BREAKER_FAILURES = env_int("LLM_BREAKER_FAILURES", 5)
 LLM_BREAKER_COOLDOWN_SECONDS = float(env_str("LLM_BREAKER_COOLDOWN_SECONDS", "30"))
+
+# --- System: runtime config and flags --------------------------------------------------------
+# GET/PUT /api/v1/system/config: settings that change without a restart (system.services.config
+# has the registry: keys, types, ranges). Stored with django-constance's database backend; each
+# process keeps what it read for at most this many seconds (a PUT, and POST
+# /system/restart/config, drop the copy at once), so a change reaches every API and worker
+# process within that bound. The defaults are the settings of the same name above.
+RUNTIME_CONFIG_CACHE_SECONDS = float(env_str("RUNTIME_CONFIG_CACHE_SECONDS", "5"))
+CONSTANCE_BACKEND = "constance.backends.database.DatabaseBackend"
+CONSTANCE_DATABASE_CACHE_BACKEND = None  # our own per-process cache (above) bounds staleness
+CONSTANCE_CONFIG: dict = {}  # filled from the registry at start-up (for constance's admin form)
+CONSTANCE_IGNORE_ADMIN_VERSION_CHECK = False
+# Agent limits applied when an agent's constraints set none (0: no limit); with
+# AGENTS_DEFAULT_MAX_TURNS and AGENTS_DEFAULT_TIMEOUT_SECONDS above, runtime-configurable.
+AGENTS_DEFAULT_MAX_TOOL_CALLS = env_int("AGENTS_DEFAULT_MAX_TOOL_CALLS", 0)
+AGENTS_DEFAULT_MAX_OUTPUT_TOKENS = env_int("AGENTS_DEFAULT_MAX_OUTPUT_TOKENS", 0)
+AGENTS_DEFAULT_MAX_COST_USD_PER_RUN = float(env_str("AGENTS_DEFAULT_MAX_COST_USD_PER_RUN", "0"))
+# Maintenance mode (runtime config MAINTENANCE_MODE): the Retry-After of its 503s.
+MAINTENANCE_RETRY_AFTER_SECONDS = env_int("MAINTENANCE_RETRY_AFTER_SECONDS", 300)
+TRIGGER_THROTTLE_RATE = env_str("TRIGGER_THROTTLE_RATE", "60/minute")
+# Feature flags (GET/PUT /api/v1/system/flags): django-waffle's flag model, swapped for ours
+# (sticky percentage rollout by user, role targeting). A flag with no row is on.
+WAFFLE_FLAG_MODEL = "system.FeatureFlag"
+# waffle's own migrations would create its unused Flag tables too (see that package's docstring)
+MIGRATION_MODULES = {"waffle": "system.waffle_migrations"}
+WAFFLE_ENABLE_ADMIN_PAGES = False  # system.admin.config registers an audited flag admin
+WAFFLE_CREATE_MISSING_FLAGS = False
+WAFFLE_FLAG_DEFAULT = True

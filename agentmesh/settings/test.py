@@ -38,3 +38,7 @@ LOGGING = {"version": 1, "disable_existing_loggers": False, "loggers": QUIET_LOG
 ROOT_URLCONF = "tests.testapp.urls"
 # Tests read what a request recorded right after it: flush the observability buffer every time.
 OBSERVABILITY_FLUSH_SECONDS = float(os.environ.get("OBSERVABILITY_FLUSH_SECONDS", "0"))
+# Each test starts with nothing stored (tests/conftest.py) and a write drops the copy, so the
+# per-process copy of runtime settings and flags never needs to expire within a test (an expiry
+# would add queries to the query-count tests); tests of the bound set their own.
+RUNTIME_CONFIG_CACHE_SECONDS = float(os.environ.get("RUNTIME_CONFIG_CACHE_SECONDS", "3600"))

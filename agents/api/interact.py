@@ -19,6 +19,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
+from agentmesh.core.features import require_feature
 from agentmesh.core.permissions import has_object_action
 from agentmesh.core.serializers import StrictSerializer, representation
 
@@ -195,6 +196,10 @@ class InteractMixin:
         data = InteractRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
+        if values["stream"]:
+            require_feature("streaming", request.user)
+        if values["background"]:
+            require_feature("background_runs", request.user)
         run, created = run_start(
             agent=agent,
             user=request.user,

@@ -25,6 +25,7 @@ class Budget:
     limits: dict[str, Any]
     default_timeout: float
     default_max_turns: int
+    defaults: dict[str, Any] = field(default_factory=dict)  # limits the constraints leave unset
     started: float = field(default_factory=time.monotonic)
     turns: int = 0
     tool_calls: int = 0
@@ -34,7 +35,8 @@ class Budget:
     spent_today_before: Decimal = Decimal("0")  # the agent's cost today before this run
 
     def _limit(self, name: str):
-        return self.limits.get(name)
+        value = self.limits.get(name)
+        return self.defaults.get(name) if value is None else value
 
     @property
     def max_turns(self) -> int:

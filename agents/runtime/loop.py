@@ -22,6 +22,7 @@ from django.db.models import Max, Sum
 from django.utils import timezone
 
 from agentmesh.core import sandbox
+from agentmesh.core.features import FeatureUnavailable, runtime_setting
 from agents.llm.base import ChatRequest, ChatResponse, LLMError, ToolCallRequest
 from agents.models import (
     AgentRun,
@@ -172,8 +173,13 @@ class RunLoop:
         self.stream = stream
         self.budget = Budget(
             limits=self.snapshot.get("limits") or {},
-            default_timeout=settings.AGENTS_DEFAULT_TIMEOUT_SECONDS,
-            default_max_turns=settings.AGENTS_DEFAULT_MAX_TURNS,
+            default_timeout=runtime_setting("AGENTS_DEFAULT_TIMEOUT_SECONDS"),
+            default_max_turns=runtime_setting("AGENTS_DEFAULT_MAX_TURNS"),
+            defaults={  # runtime settings; 0: no limit
+                "max_tool_calls": runtime_setting("AGENTS_DEFAULT_MAX_TOOL_CALLS") or None,
+                "max_output_tokens": runtime_setting("AGENTS_DEFAULT_MAX_OUTPUT_TOKENS") or None,
+                "max_cost_usd_per_run": runtime_setting("AGENTS_DEFAULT_MAX_COST_USD_PER_RUN") or None,
+            },
         )
         self.tools_by_name = {t["name"]: t for t in self.snapshot.get("tools", [])}
         self.step_seq = 0
@@ -481,7 +487,7 @@ class RunLoop:
             except ToolArgumentsInvalid as exc:
                 detail = "; ".join(f"{field}: {msgs[0]}" for field, msgs in exc.detail.items())
                 content, step.status = f"Error: invalid arguments: {detail}", "failed"
-            except ToolNotDeployed as exc:
+            except (ToolNotDeployed, *FeatureUnavailable) as exc:
                 content, step.status = f"Error: {exc.detail}", "failed"
         if step.status == "failed":
             step.error = content[:5000]

@@ -12,6 +12,7 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from agentmesh.core.exceptions import ServiceValidationError
+from agentmesh.core.features import require_feature, runtime_setting
 from agentmesh.core.permissions import has_object_action
 from agentmesh.core.viewsets import ServiceBackedViewSet
 from workflows.models import Workflow
@@ -127,6 +128,7 @@ class WorkflowTriggerViewSet(ServiceBackedViewSet):
 
     def create(self, request, *args, **kwargs):
         """Create a trigger URL for a workflow you may change; the token and secret are shown this once."""
+        require_feature("triggers", request.user)
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -151,9 +153,7 @@ class TriggerThrottle(AnonRateThrottle):
     scope = "trigger"
 
     def get_rate(self):
-        from django.conf import settings
-
-        return getattr(settings, "TRIGGER_THROTTLE_RATE", "60/minute")
+        return runtime_setting("TRIGGER_THROTTLE_RATE")  # GET/PUT /system/config
 
     def get_cache_key(self, request, view):
         from agentmesh.core.throttling import client_address
@@ -181,6 +181,7 @@ class TriggerHookView(APIView):
 
         No JWT: the token in the path authenticates. A trigger with a secret requires a Standard
         Webhooks signature (webhook-id, webhook-timestamp, webhook-signature), else 401."""
+        require_feature("triggers")
         body = request.body
         trigger = services.trigger_by_token(token)
         if trigger is None:

@@ -25,6 +25,7 @@ from django.utils import timezone
 from agentmesh.core import crypto
 from agentmesh.core.audit import audited
 from agentmesh.core.exceptions import ServiceValidationError
+from agentmesh.core.features import flag_is_active, require_feature
 from agentmesh.core.safe_http import SafeHTTPError, safe_request
 from agentmesh.core.signals import snapshot
 from observability.services import event_record
@@ -233,9 +234,11 @@ def webhooks_dispatch_event(*, event) -> list[WebhookDelivery]:
     if not is_subscribed(event.actor_id, event.type):
         return []
     webhooks = [
-        w for w in Webhook.objects.filter(owner_id=event.actor_id, active=True) if event.type in w.event_types
+        w
+        for w in Webhook.objects.filter(owner_id=event.actor_id, active=True).select_related("owner")
+        if event.type in w.event_types
     ]
-    if not webhooks:
+    if not webhooks or not flag_is_active("webhooks", webhooks[0].owner):  # feature flag: none sent
         return []
     payload = _message(
         event.type,
@@ -274,10 +277,19 @@ def webhook_deliver(*, delivery: WebhookDelivery, retry: bool = True) -> Webhook
     record the outcome. On failure, schedule the next attempt (returned) unless attempts are
     exhausted or the webhook is disabled by this failure; returns None otherwise."""
     with transaction.atomic():
-        delivery = WebhookDelivery.objects.select_for_update().select_related("webhook").get(pk=delivery.pk)
+        delivery = (
+            WebhookDelivery.objects.select_for_update(of=("self", "webhook"))
+            .select_related("webhook", "webhook__owner")
+            .get(pk=delivery.pk)
+        )
         if delivery.status != DeliveryStatus.PENDING:
             return None
         webhook = delivery.webhook
+        if not flag_is_active("webhooks", webhook.owner):  # switched off since it was queued
+            delivery.status = DeliveryStatus.FAILED
+            delivery.error = "Webhook deliveries are disabled (feature flag 'webhooks')."
+            delivery.save(update_fields=["status", "error", "updated_at"])
+            return None
         if not webhook.active and delivery.event_type != TEST_EVENT:  # deactivated since it was queued
             delivery.status, delivery.error = DeliveryStatus.FAILED, "The webhook is inactive."
             delivery.save(update_fields=["status", "error", "updated_at"])
@@ -359,6 +371,7 @@ def _disable(webhook: Webhook, reason: str) -> None:
 
 def webhook_test(*, webhook: Webhook, actor=None) -> WebhookDelivery:
     """Send a `webhook.test` message now (one attempt, no retry) and return the recorded attempt."""
+    require_feature("webhooks", webhook.owner)
     delivery = WebhookDelivery.objects.create(
         webhook=webhook,
         message_id=f"msg_{uuid.uuid4().hex}",
@@ -376,6 +389,7 @@ def webhook_test(*, webhook: Webhook, actor=None) -> WebhookDelivery:
 @transaction.atomic
 def webhook_redeliver(*, delivery: WebhookDelivery, actor=None) -> WebhookDelivery:
     """Send the message of `delivery` again (same `webhook-id`), as a new first attempt queued now."""
+    require_feature("webhooks", delivery.webhook.owner)
     again = WebhookDelivery.objects.create(
         webhook=delivery.webhook,
         message_id=delivery.message_id,

@@ -1,3 +1,3 @@
 """System admin, one module per area."""
 
-from . import heartbeat  # noqa: F401
+from . import config, heartbeat  # noqa: F401

@@ -76,6 +76,9 @@ def test_errors_are_documented_with_the_problem_component(document):
             assert {"400", "413", "415"} <= set(responses), (method, path)
         if method == "delete":
             assert "409" in responses, (method, path)
+        if method in ("post", "put", "patch", "delete"):  # maintenance mode, feature flags
+            assert "503" in responses, (method, path)
+            assert responses["503"]["content"]["application/json"]["schema"] == problem, (method, path)
         for code, response in responses.items():
             if code in {"401", "403", "413", "415", "429"}:
                 assert response["content"]["application/json"]["schema"] == problem, (method, path, code)

@@ -28,7 +28,14 @@ MAX_EXAMPLES = int(os.environ.get("CONTRACT_MAX_EXAMPLES", "8"))
 # Operations left out, and why:
 #   the SSE stream of an execution stays open until the execution ends (a random id is a 404;
 #   its live behaviour is covered by tests/workflows/test_api.py).
-EXCLUDED = {("GET", "/api/v1/workflows/executions/{id}/events")}
+#   PUT /system/config and PUT /system/flags/{name}: random VALID values (MAINTENANCE_MODE true,
+#   a throttle rate of 1/day, a feature switched off) would change how every later operation of
+#   the run answers; covered by tests/system/test_config*.py, test_flags.py, test_maintenance.py.
+EXCLUDED = {
+    ("GET", "/api/v1/workflows/executions/{id}/events"),
+    ("PUT", "/api/v1/system/config"),
+    ("PUT", "/api/v1/system/flags/{name}"),
+}
 
 
 def real_objects(base_url: str, headers: dict, user) -> dict[str, str]:

@@ -188,7 +188,9 @@ API_MODULES = [
     "agents.api.interact",
     "masterdata.api.serializers",
     "observability.api.serializers",
-    "system.api.serializers",
+    "system.api.health_serializers",
+    "system.api.config_serializers",
+    "system.api.flags_serializers",
     "tools.api.serializers",
     "workflows.api.serializers",
 ]

@@ -3,6 +3,7 @@ from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from agentmesh.core.features import require_feature
 from agentmesh.core.serializers import representation
 from agentmesh.core.viewsets import ChildRecordViewSet, ServiceBackedViewSet
 from masterdata.api.serializers import CategoryCountSerializer
@@ -80,6 +81,7 @@ class ToolViewSet(ServiceBackedViewSet):
         data.is_valid(raise_exception=True)
         arguments = data.validated_data["arguments"]
         if _truthy(request.query_params.get("async")):
+            require_feature("background_runs", request.user)
             execution = services.tool_execute_async(tool=tool, arguments=arguments, actor=request.user)
             return Response(execution_result(execution), status=status.HTTP_202_ACCEPTED)
         execution = services.tool_execute(
@@ -197,6 +199,7 @@ class ToolViewSet(ServiceBackedViewSet):
     @action(detail=False, methods=["post"], url_path="import-mcp", filter_backends=[], pagination_class=None)
     def import_mcp(self, request):
         """Discover an MCP server's tools (tools/list) and create one draft `mcp` tool each."""
+        require_feature("mcp", request.user)
         data = MCPImportSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         from ..mcp_import import tools_import_from_mcp

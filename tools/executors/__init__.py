@@ -1,4 +1,9 @@
-"""Executors by tool type. Apps add their own types (agent, workflow) in AppConfig.ready()."""
+"""Executors by tool type. Apps add their own types (agent, workflow) in AppConfig.ready().
+
+Each type has a feature flag (`tool_type.<type>`, `mcp` for MCP tools): switched off, tools of
+the type can be neither created nor executed (tools.services)."""
+
+from agentmesh.core.features import register_feature, tool_type_flag
 
 from .base import Check, ConfigInvalid, ErrorKind, Executor, ToolCall, ToolError, ToolOutput
 
@@ -11,6 +16,7 @@ class ExecutorRegistry:
         if not executor.type:
             raise ValueError("An executor needs a type.")
         self._executors[executor.type] = executor
+        register_feature(tool_type_flag(executor.type), f"Tools of type {executor.type}: create and execute.")
         return executor
 
     def get(self, type_name: str) -> Executor:

@@ -14,6 +14,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
+from agentmesh.core.features import feature_required, require_feature
 from agentmesh.core.permissions import has_object_action
 from agentmesh.core.viewsets import ChildRecordViewSet, ServiceBackedViewSet
 from agents.api.interact import EventStreamRenderer
@@ -84,6 +85,8 @@ class WorkflowViewSet(ServiceBackedViewSet):
         data = WorkflowExecuteRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
+        if values["mode"] == "async":
+            require_feature("background_runs", request.user)
         execution, _ = services.workflow_execute(
             workflow=workflow,
             user=request.user,
@@ -257,6 +260,7 @@ class WorkflowExecutionViewSet(mixins.ListModelMixin, ChildRecordViewSet):
         },
     )
     @action(detail=True, methods=["get"], renderer_classes=[renderers.JSONRenderer, EventStreamRenderer])
+    @feature_required("streaming")
     def events(self, request, *args, **kwargs):
         """Server-sent events of the execution as it runs. Each event has an id: re-attach with
         `Last-Event-ID` to receive only the events after it. The stream ends after

@@ -57,6 +57,7 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from agentmesh.core.exceptions import ConflictError, ServiceValidationError
+from agentmesh.core.features import runtime_setting
 from masterdata.constraints import first_schema_error
 from observability import buffer
 from observability.services import SpanHandle, buffered_spans, event_record, span_end, span_start, use_span
@@ -335,12 +336,11 @@ def _has_capacity(execution: WorkflowExecution) -> bool:
     if execution.depth > 0:
         return True  # a child holds no slot of its own: its parent waits for it
     active = WorkflowExecution.objects.filter(status__in=ACTIVE_EXECUTION_STATUSES, depth=0)
-    if active.count() >= settings.WORKFLOWS_MAX_RUNNING:
+    if active.count() >= runtime_setting("WORKFLOWS_MAX_RUNNING"):
         cache.set(GLOBAL_FULL_KEY, 1, 3600)
         return False
-    if (
-        active.filter(workflow_id=execution.workflow_id).count()
-        >= settings.WORKFLOWS_MAX_RUNNING_PER_WORKFLOW
+    if active.filter(workflow_id=execution.workflow_id).count() >= runtime_setting(
+        "WORKFLOWS_MAX_RUNNING_PER_WORKFLOW"
     ):
         return False
     older = WorkflowExecution.objects.filter(
@@ -468,10 +468,10 @@ def _admit_batch(workflow_id, limit: int) -> tuple[int, bool] | None:
         cache.delete(again)  # what an admitter that left wanted is done here
         _global_admission_lock()
         active = WorkflowExecution.objects.filter(status__in=ACTIVE_EXECUTION_STATUSES, depth=0)
-        free = settings.WORKFLOWS_MAX_RUNNING - active.count()
+        free = runtime_setting("WORKFLOWS_MAX_RUNNING") - active.count()
         if free <= 0:
             cache.set(GLOBAL_FULL_KEY, 1, 3600)
-        per_workflow = settings.WORKFLOWS_MAX_RUNNING_PER_WORKFLOW
+        per_workflow = runtime_setting("WORKFLOWS_MAX_RUNNING_PER_WORKFLOW")
         admitted = 0
         if workflow_id is not None:  # the oldest runs of this workflow that fit
             room = min(free, per_workflow - active.filter(workflow_id=workflow_id).count(), limit)

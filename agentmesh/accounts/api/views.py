@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib.auth.signals import user_logged_in
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -9,6 +8,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.views import TokenRefreshView
 
+from agentmesh.core.features import require_feature, runtime_setting
 from agentmesh.core.throttling import ClientAddressThrottle
 
 from .. import services
@@ -58,7 +58,8 @@ class RegisterView(PublicAuthView):
     )
     def post(self, request):
         """Create an account with the `user` role (when registration is open)."""
-        if not settings.REGISTRATION_OPEN:
+        require_feature("registration")  # feature flag: 503 while switched off
+        if not runtime_setting("REGISTRATION_OPEN"):  # runtime setting (GET/PUT /system/config)
             raise NotFound("Registration is closed.")
         serializer = RegisterSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

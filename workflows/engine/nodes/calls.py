@@ -107,6 +107,7 @@ class ToolNode(NodeHandler):
         return expressions.step_refs(config)
 
     def run(self, ctx: StepContext) -> Done:
+        from agentmesh.core.features import FeatureUnavailable
         from tools.models import CallerType, ExecutionStatus, Tool, ToolExecution
         from tools.services import ToolArgumentsInvalid, ToolNotDeployed, tool_execute
 
@@ -137,7 +138,7 @@ class ToolNode(NodeHandler):
         except ToolArgumentsInvalid as exc:
             field, messages = next(iter(exc.detail.items()))
             raise StepError(f"{field}: {messages[0]}", kind="invalid_arguments", retryable=False) from exc
-        except ToolNotDeployed as exc:
+        except (ToolNotDeployed, *FeatureUnavailable) as exc:
             raise StepError(str(exc.detail), kind="config", retryable=False) from exc
         if execution.status != ExecutionStatus.SUCCEEDED:
             kind = "timeout" if execution.status == ExecutionStatus.TIMED_OUT else "tool"
