@@ -10,7 +10,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from agentmesh.core.audit import audited
 from agentmesh.core.exceptions import ConflictError, ServiceValidationError
+from agentmesh.core.signals import snapshot
 from agentmesh.core.tasks import enqueue_on_commit
 
 from .models import FINISHED_RUN_STATUSES, Agent, AgentRun, AgentStatus, Conversation, RunStatus, StopReason
@@ -178,14 +180,23 @@ def run_execute(
     return run
 
 
-def run_cancel(*, run: AgentRun) -> AgentRun:
-    """A queued run is cancelled now; a running one stops at its next limit check."""
+@transaction.atomic
+def run_cancel(*, run: AgentRun, actor=None) -> AgentRun:
+    """A queued run is cancelled now; a running one stops at its next limit check. Audited
+    (`cancel`) when it changed anything."""
+    before = snapshot(run)
     if AgentRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
         status=RunStatus.CANCELLED, stop_reason=StopReason.CANCELLED, finished_at=timezone.now()
     ):
         run.refresh_from_db()
+        audited("cancel", run, before=before, actor=actor)
         return run
+    requested = False
     if not run.finished:
-        AgentRun.objects.filter(pk=run.pk).update(cancel_requested=True)
+        requested = bool(
+            AgentRun.objects.filter(pk=run.pk, cancel_requested=False).update(cancel_requested=True)
+        )
     run.refresh_from_db()
+    if requested:
+        audited("cancel", run, before=before, actor=actor)
     return run

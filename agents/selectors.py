@@ -81,3 +81,42 @@ def conversations_visible_to(user, conversations: QuerySet | None = None) -> Que
 def unfinished_runs(agents) -> QuerySet:
     """Runs of `agents` (objects or ids) still queued or running: they block a delete."""
     return AgentRun.objects.filter(agent__in=agents).exclude(status__in=FINISHED_RUN_STATUSES)
+
+
+# --- System-wide reads (system status and stats, the admin dashboard) -----------------------
+def runs_by_status(*, since=None, statuses=None) -> dict[str, int]:
+    """Runs per status (created since `since`, or all; only `statuses` if given): one query."""
+    runs = AgentRun.objects.all() if since is None else AgentRun.objects.filter(created_at__gte=since)
+    if statuses is not None:
+        runs = runs.filter(status__in=statuses)
+    return {row["status"]: row["n"] for row in runs.values("status").annotate(n=Count("id")).order_by()}
+
+
+def runs_per_day_by_status(*, since) -> list[dict]:
+    """`{"day", "status", "count"}` rows of the runs created since `since`: one query."""
+    return list(
+        AgentRun.objects.filter(created_at__gte=since)
+        .annotate(day=TruncDate("created_at"))
+        .values("day", "status")
+        .annotate(count=Count("id"))
+        .order_by("day", "status")
+    )
+
+
+def runs_usage_totals() -> dict:
+    """Tokens and cost of every run: one query."""
+    totals = AgentRun.objects.aggregate(
+        input_tokens=Coalesce(Sum("input_tokens"), 0),
+        output_tokens=Coalesce(Sum("output_tokens"), 0),
+        cost_usd=Sum("cost_usd"),
+    )
+    return {**totals, "cost_usd": totals["cost_usd"] or Decimal("0")}
+
+
+def runs_failed_recently(*, since, limit: int = 10) -> list[AgentRun]:
+    """The latest failed runs created since `since` (newest first, at most `limit`)."""
+    return list(
+        AgentRun.objects.filter(created_at__gte=since, status=RunStatus.FAILED)
+        .only("id", "agent_name", "status", "error", "created_at")
+        .order_by("-created_at")[:limit]
+    )

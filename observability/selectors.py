@@ -19,6 +19,7 @@ from agentmesh.core.permissions import is_admin
 
 from . import buffer
 from .models import (
+    OPEN_STATES,
     Alert,
     AlertRule,
     LogRecord,
@@ -285,3 +286,19 @@ def pipeline_health() -> dict:
             "summary": retention.value if retention else None,
         },
     }
+
+
+def request_error_rate(*, start: datetime, end: datetime) -> dict:
+    """API requests and 5xx answers in [start, end) (the system's error-rate check): one query."""
+    totals = RequestSample.objects.filter(timestamp__gte=start, timestamp__lt=end).aggregate(
+        total=Count("id"), errors=Count("id", filter=Q(status__gte=500))
+    )
+    total = totals["total"]
+    return {**totals, "rate": (totals["errors"] / total) if total else 0.0}
+
+
+def open_alerts(*, limit: int = 200) -> list[Alert]:
+    """Firing and acknowledged alerts of every owner, newest first (the system's alert list)."""
+    return list(
+        Alert.objects.filter(state__in=OPEN_STATES).select_related("rule").order_by("-fired_at")[:limit]
+    )

@@ -5,13 +5,20 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Count, Q, QuerySet, Sum
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from agentmesh.core.aggregates import percentiles
 from agentmesh.core.selectors import child_records_visible_to
 
-from .models import TERMINAL_EXECUTION_STATUSES, StepExecution, StepStatus, Workflow, WorkflowExecution
+from .models import (
+    TERMINAL_EXECUTION_STATUSES,
+    ExecutionStatus,
+    StepExecution,
+    StepStatus,
+    Workflow,
+    WorkflowExecution,
+)
 
 HOT_SPOTS = 10
 
@@ -140,3 +147,48 @@ def execution_events(*, execution_id, after: str = "") -> tuple[list[dict], bool
         rows = [row for row in rows if (row[0], row[1]) > last]
     events = [{"id": _event_id(ts, key), "event": event, "data": data} for ts, key, event, data in rows]
     return events, finished
+
+
+# --- System-wide reads (system status and stats, the admin dashboard) -----------------------
+def executions_by_status(*, since=None, statuses=None) -> dict[str, int]:
+    """Executions per status (created since `since`, or all; only `statuses` if given): one query."""
+    executions = (
+        WorkflowExecution.objects.all()
+        if since is None
+        else WorkflowExecution.objects.filter(created_at__gte=since)
+    )
+    if statuses is not None:
+        executions = executions.filter(status__in=statuses)
+    return {row["status"]: row["n"] for row in executions.values("status").annotate(n=Count("id")).order_by()}
+
+
+def executions_per_day_by_status(*, since) -> list[dict]:
+    """`{"day", "status", "count"}` rows of the executions created since `since`: one query."""
+    return list(
+        WorkflowExecution.objects.filter(created_at__gte=since)
+        .annotate(day=TruncDate("created_at"))
+        .values("day", "status")
+        .annotate(count=Count("id"))
+        .order_by("day", "status")
+    )
+
+
+def executions_usage_totals() -> dict:
+    """Tokens and cost of every execution: one query."""
+    totals = WorkflowExecution.objects.aggregate(
+        input_tokens=Coalesce(Sum("input_tokens"), 0),
+        output_tokens=Coalesce(Sum("output_tokens"), 0),
+        cost_usd=Sum("cost_usd"),
+    )
+    return {**totals, "cost_usd": totals["cost_usd"] or Decimal("0")}
+
+
+def executions_failed_recently(*, since, limit: int = 10) -> list[WorkflowExecution]:
+    """The latest failed or timed-out executions created since `since` (newest first)."""
+    return list(
+        WorkflowExecution.objects.filter(
+            created_at__gte=since, status__in=(ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT)
+        )
+        .only("id", "workflow_name", "status", "error", "created_at")
+        .order_by("-created_at")[:limit]
+    )

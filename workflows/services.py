@@ -138,7 +138,7 @@ def workflow_execute(
     started from inside another execution's step (not counted against the concurrency limits)."""
     if workflow.status == WorkflowStatus.ARCHIVED:
         raise WorkflowArchived(f"The workflow {workflow.name} is archived.")
-    return scheduler.execution_start(
+    execution, created = scheduler.execution_start(
         workflow=workflow,
         user=user,
         inputs=inputs,
@@ -146,6 +146,14 @@ def workflow_execute(
         idempotency_key=idempotency_key,
         depth=depth,
     )
+    if created and depth == 0:  # a sub-workflow is part of its parent's story, not a new act
+        audited(
+            "execute",
+            execution,
+            actor=user,
+            details={"workflow_id": str(workflow.pk), "version": execution.workflow_version_number},
+        )
+    return execution, created
 
 
 def execution_wait(*, execution: WorkflowExecution, timeout: float) -> WorkflowExecution:
@@ -184,7 +192,9 @@ def execution_decide(
 def execution_retry(*, execution: WorkflowExecution, actor) -> WorkflowExecution:
     if execution.workflow_id is None or execution.version_id is None:
         raise ConflictError("The workflow of this execution was deleted; it cannot be retried.")
-    return scheduler.execution_retry(execution=execution, actor=actor)
+    retry = scheduler.execution_retry(execution=execution, actor=actor)
+    audited("retry", execution, actor=actor, details={"retry_id": str(retry.pk)})
+    return retry
 
 
 def parse_days(value: str | None, *, default: int = 30) -> int:

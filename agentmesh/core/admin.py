@@ -106,10 +106,7 @@ class ServiceBackedAdmin(AuditedAdmin):
                 except _DryRunDone:
                     pass
                 except ServiceValidationError as exc:
-                    for field, messages in exc.detail.items():
-                        name = field.split(".")[0].split("[")[0]
-                        for message in messages:
-                            self.add_error(name if name in self.fields else None, f"{field}: {message}")
+                    add_service_errors(self, exc)
                 return cleaned
 
         return ServiceCheckedForm
@@ -121,6 +118,15 @@ class ServiceBackedAdmin(AuditedAdmin):
         saved = self.save_via_service(request, target, form, change)
         obj.pk = saved.pk
         obj._state.adding = False
+
+
+def add_service_errors(form, exc: ServiceValidationError) -> None:
+    """A service's 400 as errors of the form field it names (`inputs.city` → `inputs`), else of
+    the whole form."""
+    for field, texts in exc.detail.items():
+        name = field.split(".")[0].split("[")[0]
+        for message in texts if isinstance(texts, list) else [texts]:
+            form.add_error(name if name in form.fields else None, f"{field}: {message}")
 
 
 class HistoryAdminMixin:
@@ -145,8 +151,9 @@ class HistoryAdmin(HistoryAdminMixin, admin.ModelAdmin):
 class ObjectAction:
     """A button on an object's admin page that calls a service.
 
-    `run(request, obj, data)` calls the service and returns the success message; `data` is the
-    cleaned form (or {}). A state-changing action shows a confirmation page first; `form_class`
+    `run(request, obj, data)` calls the service and returns the success message, or
+    (message, url) to go to another page than the object's (a new execution); `data` is the
+    cleaned form (or {}); a 400 of the service shows on the form's fields. A state-changing action shows a confirmation page first; `form_class`
     adds inputs to it. `available(obj)` hides the button when the action does not apply.
     Service errors (validation, conflict) come back as an error message, never a 500.
     """
@@ -219,13 +226,21 @@ class ObjectActionsMixin:
         if submitted and (form is None or form.is_valid()):
             try:
                 message = action.run(request, obj, form.cleaned_data if form else {})
+            except ServiceValidationError as exc:
+                if form is None:
+                    self.message_user(
+                        request, f"{action.label} failed: {_api_error_text(exc)}", messages.ERROR
+                    )
+                    return HttpResponseRedirect(change_url)
+                add_service_errors(form, exc)
             except APIException as exc:
                 self.message_user(request, f"{action.label} failed: {_api_error_text(exc)}", messages.ERROR)
                 if form is None:
                     return HttpResponseRedirect(change_url)
             else:
+                message, redirect_to = message if isinstance(message, tuple) else (message, change_url)
                 self.message_user(request, message or f"{action.label}: done.", messages.SUCCESS)
-                return HttpResponseRedirect(change_url)
+                return HttpResponseRedirect(redirect_to)
         context = {
             **self.admin_site.each_context(request),
             "opts": opts,

@@ -249,6 +249,8 @@ SPECTACULAR_SETTINGS = {
         "ProviderEnum": "masterdata.models.Provider",
         "TemplateKindEnum": "templates_app.models.TemplateKind",
         "SpanKindEnum": "observability.models.SpanKind",
+        "SystemComponentStateEnum": "system.api.status_serializers.COMPONENT_STATES",
+        "SystemOverallStateEnum": "system.api.status_serializers.OVERALL_STATES",
     },
 }
 
@@ -305,6 +307,62 @@ CELERY_BEAT_SCHEDULE = {
     # every 5 s: a lost step message is re-sent within WORKFLOWS_REDISPATCH_QUEUED_AFTER_SECONDS + 5 s
     "workflows-reaper": {"task": "workflows.tasks.reap_workflows", "schedule": 5.0},
 }
+
+# --- System: backups -----------------------------------------------------------------------
+# POST /api/v1/system/backup and `manage.py backup` write archives to BACKUP_DIR, or to the
+# Django storage named by BACKUP_STORAGE (an alias of STORAGES, e.g. S3 through django-storages).
+BACKUP_DIR = Path(env_str("BACKUP_DIR", str(VAR_DIR / "backups")))
+BACKUP_STORAGE = env_str("BACKUP_STORAGE", "")
+# After a backup succeeds, only the newest this many successful ones are kept (0: keep all).
+BACKUP_RETENTION_COUNT = env_int("BACKUP_RETENTION_COUNT", 7)
+# Wall-time limit of one backup job in a worker (the dump of a large database takes a while).
+BACKUP_TIME_LIMIT_SECONDS = env_int("BACKUP_TIME_LIMIT_SECONDS", 3600)
+# --- System: status and checks ----------------------------------------------------------
+# GET /system/status is computed at most once per this many seconds in each API process.
+SYSTEM_STATUS_CACHE_SECONDS = float(env_str("SYSTEM_STATUS_CACHE_SECONDS", "5"))
+# Each network probe (cache, broker, worker ping/inspect, queue depths) runs in a thread with
+# this deadline: one that hangs is reported "unknown" and the endpoint answers anyway.
+SYSTEM_STATUS_PROBE_TIMEOUT_SECONDS = float(env_str("SYSTEM_STATUS_PROBE_TIMEOUT_SECONDS", "2.5"))
+# How long the worker broadcast (Celery inspect: stats, active tasks, queues) waits for replies.
+SYSTEM_STATUS_WORKER_REPLY_SECONDS = float(env_str("SYSTEM_STATUS_WORKER_REPLY_SECONDS", "1"))
+# Queues whose depth is reported besides the default queue and those the live workers consume.
+SYSTEM_STATUS_QUEUES = env_list("SYSTEM_STATUS_QUEUES", [])
+# Without a broadcast reply, a worker heartbeat row younger than this counts as a live worker.
+SYSTEM_WORKER_HEARTBEAT_STALE_SECONDS = env_int("SYSTEM_WORKER_HEARTBEAT_STALE_SECONDS", 90)
+# Beat publishes its tick task this often; no tick for SYSTEM_BEAT_SILENT_SECONDS: beat is down.
+SYSTEM_BEAT_TICK_SECONDS = float(env_str("SYSTEM_BEAT_TICK_SECONDS", "5"))
+SYSTEM_BEAT_SILENT_SECONDS = env_int("SYSTEM_BEAT_SILENT_SECONDS", 60)
+# Built-in checks, evaluated by beat this often (and by GET /system/alerts when the last
+# evaluation is older than twice this: a dead worker or beat cannot evaluate them itself).
+SYSTEM_CHECKS_INTERVAL_SECONDS = env_int("SYSTEM_CHECKS_INTERVAL_SECONDS", 30)
+SYSTEM_ALERT_QUEUE_BACKLOG = env_int("SYSTEM_ALERT_QUEUE_BACKLOG", 1000)  # messages in one queue
+SYSTEM_ALERT_DATABASE_SLOW_MS = float(env_str("SYSTEM_ALERT_DATABASE_SLOW_MS", "500"))  # round trip
+SYSTEM_ALERT_DISK_FREE_PERCENT = float(env_str("SYSTEM_ALERT_DISK_FREE_PERCENT", "10"))
+SYSTEM_ALERT_DISK_PATHS = env_list("SYSTEM_ALERT_DISK_PATHS", [str(VAR_DIR)])
+SYSTEM_ALERT_ERROR_RATE = float(env_str("SYSTEM_ALERT_ERROR_RATE", "0.05"))  # share of 5xx answers
+SYSTEM_ALERT_ERROR_RATE_WINDOW_MINUTES = env_int("SYSTEM_ALERT_ERROR_RATE_WINDOW_MINUTES", 5)
+SYSTEM_ALERT_ERROR_RATE_MIN_REQUESTS = env_int("SYSTEM_ALERT_ERROR_RATE_MIN_REQUESTS", 20)
+# The user system alerts belong to (their webhooks receive alert.fired); default: the first
+# active admin. Without any admin the checks still run and show in GET /system/alerts.
+SYSTEM_ALERTS_OWNER = env_str("SYSTEM_ALERTS_OWNER", "")
+# embedded | production; empty: embedded with the filesystem broker, production otherwise.
+SYSTEM_RUN_MODE = env_str("SYSTEM_RUN_MODE", "")
+# The deployed commit when the tree has no .git (container images); shown by GET /system/info.
+GIT_COMMIT = env_str("GIT_COMMIT", "")
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "system-beat-tick": {
+            "task": "system.tasks.record_beat_tick",
+            "schedule": SYSTEM_BEAT_TICK_SECONDS,
+            "options": {"expires": max(SYSTEM_BEAT_TICK_SECONDS * 2, 10)},
+        },
+        "system-evaluate-checks": {
+            "task": "system.tasks.evaluate_system_checks",
+            "schedule": float(SYSTEM_CHECKS_INTERVAL_SECONDS),
+            "options": {"expires": SYSTEM_CHECKS_INTERVAL_SECONDS},
+        },
+    }
+)
 
 # --- Logging ----------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

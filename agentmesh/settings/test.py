@@ -1,6 +1,10 @@
 """Test settings: SQLite and eager tasks unless DATABASE_URL / CELERY_BROKER_URL say otherwise."""
 
+import atexit
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 from .base import *  # noqa: F403
 from .base import CACHES, DATABASE_CONN_MAX_AGE, DATABASES, REST_FRAMEWORK, VAR_DIR
@@ -42,3 +46,8 @@ OBSERVABILITY_FLUSH_SECONDS = float(os.environ.get("OBSERVABILITY_FLUSH_SECONDS"
 # per-process copy of runtime settings and flags never needs to expire within a test (an expiry
 # would add queries to the query-count tests); tests of the bound set their own.
 RUNTIME_CONFIG_CACHE_SECONDS = float(os.environ.get("RUNTIME_CONFIG_CACHE_SECONDS", "3600"))
+# Backups (POST /system/backup, also when fuzzed by the contract tests) go to a temporary
+# directory of this process, removed when it exits (a test's worker subprocess gets BACKUP_DIR).
+if not os.environ.get("BACKUP_DIR"):
+    BACKUP_DIR = Path(tempfile.mkdtemp(prefix="agentmesh-test-backups-"))
+    atexit.register(shutil.rmtree, BACKUP_DIR, True)

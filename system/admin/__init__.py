@@ -1,3 +1,3 @@
 """System admin, one module per area."""
 
-from . import config, heartbeat  # noqa: F401
+from . import backups, config, heartbeat, status  # noqa: F401

@@ -1,6 +1,17 @@
 """System models, one module per area (heartbeat, …); each area adds its import here."""
 
+from .backups import Backup, BackupFormat, BackupStatus
 from .config import FeatureFlag
 from .heartbeat import WorkerHeartbeat
+from .status import BeatTick, CheckState, SystemCheck
 
-__all__ = ["FeatureFlag", "WorkerHeartbeat"]
+__all__ = [
+    "Backup",
+    "BackupFormat",
+    "BackupStatus",
+    "BeatTick",
+    "CheckState",
+    "FeatureFlag",
+    "SystemCheck",
+    "WorkerHeartbeat",
+]

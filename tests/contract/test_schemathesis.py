@@ -77,6 +77,9 @@ def real_objects(base_url: str, headers: dict, user) -> dict[str, str]:
         owner=user, name="contract", url="http://127.0.0.1:9/hook", event_types=["alert.fired"]
     )
     trigger, _, _ = trigger_create(workflow=workflow, actor=user, name="contract")
+    from system.services.backups import backup_run, backup_start
+
+    backup = backup_run(backup_id=backup_start(requested_format="portable", enqueue=False).pk)
     return {
         "/api/v1/agents": agent["id"],
         "/api/v1/agents/runs": run["id"],
@@ -96,6 +99,7 @@ def real_objects(base_url: str, headers: dict, user) -> dict[str, str]:
         "/api/v1/integration/triggers": str(trigger.pk),
         "/api/v1/test/widgets": str(Widget.objects.create(owner=user, name="w").pk),
         "/api/v1/integration/api-connections": str(make_api_connection(user).pk),
+        "/api/v1/system/backups": str(backup.pk),
         "/api/v1/integration/jobs": str(
             IntegrationJob.objects.create(kind=JobKind.SYNC_MASTER_DATA, owner=user).pk
         ),

@@ -2,6 +2,8 @@
 
 import importlib
 import inspect
+import pkgutil
+from pathlib import Path
 
 import pytest
 from rest_framework import serializers
@@ -188,11 +190,14 @@ API_MODULES = [
     "agents.api.interact",
     "masterdata.api.serializers",
     "observability.api.serializers",
-    "system.api.health_serializers",
-    "system.api.config_serializers",
-    "system.api.flags_serializers",
     "tools.api.serializers",
     "workflows.api.serializers",
+    # the system app has one serializer module per area: system/api/<area>_serializers.py
+    *(
+        f"system.api.{m.name}"
+        for m in pkgutil.iter_modules([str(Path(__file__).resolve().parents[2] / "system" / "api")])
+        if m.name.endswith("serializers")
+    ),
 ]
 
 

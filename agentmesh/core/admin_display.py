@@ -1,0 +1,231 @@
+"""How the admin shows recorded values to an operator: human durations ("7.9 s", "2 min 3 s"),
+costs with currency ("$0.0012", "—" for none), short ids with the full one on hover,
+pretty-printed collapsible JSON, and links to other admin pages (an object, a filtered list).
+
+Plain functions returning safe HTML (or text), so any ModelAdmin can use them in a
+`@admin.display` method or a readonly field."""
+
+import json
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+EMPTY = "—"
+SHORT_ID_CHARS = 8
+#: JSON longer than this (as text) starts collapsed
+OPEN_JSON_CHARS = 200
+#: stop pretty-printing after this many characters (a page must stay light)
+MAX_JSON_CHARS = 100_000
+
+
+def human_duration(ms: float | int | None) -> str:
+    """Milliseconds as a person reads them: "850 ms", "7.9 s", "2 min 3 s", "1 h 4 min"."""
+    if ms is None:
+        return EMPTY
+    ms = float(ms)
+    if ms < 0:
+        return EMPTY
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def money(usd: Decimal | float | int | None, *, currency: str = "$") -> str:
+    """A cost: "—" for none or zero, two decimals from a dollar up, else two significant
+    digits ("$0.0012", "$0.15"), so a fraction of a cent does not read as $0.00."""
+    if usd is None:
+        return EMPTY
+    value = Decimal(str(usd))
+    if value == 0:
+        return EMPTY
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    if value >= 1:
+        return f"{sign}{currency}{value:,.2f}"
+    exponent = value.adjusted()  # -3 for 0.0012
+    places = min(8, max(2, -exponent + 1))
+    text = f"{value:.{places}f}"
+    if places > 2:  # "0.040" reads as "0.04"
+        whole, _, fraction = text.partition(".")
+        text = f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
+    return f"{sign}{currency}{text}"
+
+
+def short_id(value: Any, *, url: str | None = None) -> SafeString | str:
+    """The first characters of an id, the full one on hover (and as a link when `url`)."""
+    if value in (None, ""):
+        return EMPTY
+    full = str(value)
+    shown = full[:SHORT_ID_CHARS]
+    if url:
+        return format_html('<a href="{}" title="{}" class="short-id"><code>{}</code></a>', url, full, shown)
+    return format_html('<code title="{}" class="short-id">{}</code>', full, shown)
+
+
+def pretty_json(value: Any, *, summary: str = "", open_: bool | None = None) -> SafeString | str:
+    """Indented JSON (escaped) in a collapsible <details>; small values start open."""
+    if value is None or value == "" or value == {} or value == []:
+        return EMPTY
+    if isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+    if len(text) > MAX_JSON_CHARS:
+        text = text[:MAX_JSON_CHARS] + f"\n… ({len(text) - MAX_JSON_CHARS} more characters)"
+    if open_ is None:
+        open_ = len(text) <= OPEN_JSON_CHARS
+    label = summary or _summary(value, text)
+    return format_html(
+        '<details class="json"{}><summary>{}</summary><pre style="white-space: pre-wrap; '
+        'max-height: 30em; overflow: auto; margin: 0">{}</pre></details>',
+        " open" if open_ else "",
+        label,
+        text,
+    )
+
+
+def _summary(value: Any, text: str) -> str:
+    if isinstance(value, dict):
+        return f"{{…}} {len(value)} key{'s' if len(value) != 1 else ''}"
+    if isinstance(value, list):
+        return f"[…] {len(value)} item{'s' if len(value) != 1 else ''}"
+    lines = text.count("\n") + 1
+    return f"{len(text)} characters" + (f", {lines} lines" if lines > 1 else "")
+
+
+def admin_url(obj, *, action: str = "change", site: str = "admin") -> str | None:
+    """The admin page of `obj`, or None when its model is not in the admin."""
+    if obj is None:
+        return None
+    opts = obj._meta
+    try:
+        return reverse(f"{site}:{opts.app_label}_{opts.model_name}_{action}", args=[obj.pk])
+    except NoReverseMatch:
+        return None
+
+
+def model_admin_url(model, pk: Any, *, site: str = "admin") -> str | None:
+    """The admin page of the `model` row `pk`, without loading it (None when not in the admin)."""
+    opts = model._meta
+    try:
+        return reverse(f"{site}:{opts.app_label}_{opts.model_name}_change", args=[pk])
+    except NoReverseMatch:
+        return None
+
+
+def admin_link(obj, label: Any = None) -> SafeString | str:
+    """A link to `obj`'s admin page (its text when the model has none)."""
+    if obj is None:
+        return EMPTY
+    url = admin_url(obj)
+    text = str(obj) if label is None else label
+    return format_html('<a href="{}">{}</a>', url, text) if url else str(text)
+
+
+def changelist_url(model, *, site: str = "admin", **params: Any) -> str:
+    """A model's admin list filtered by `params` (`?trace_id=…`)."""
+    opts = model._meta
+    url = reverse(f"{site}:{opts.app_label}_{opts.model_name}_changelist")
+    query = urlencode({key: str(value) for key, value in params.items() if value not in (None, "")})
+    return f"{url}?{query}" if query else url
+
+
+def changelist_link(model, label: str, **params: Any) -> SafeString:
+    return format_html('<a href="{}">{}</a>', changelist_url(model, **params), label)
+
+
+def trace_links(trace_id: str, obj=None) -> SafeString | str:
+    """Links to the trace's spans and events (observability lists filtered by trace id) and to
+    the events about `obj` (audit, state changes: filtered by resource)."""
+    from django.apps import apps
+
+    span = apps.get_model("observability", "Span")
+    event = apps.get_model("observability", "ObservabilityEvent")
+    links = []
+    if trace_id:
+        links.append(changelist_link(span, "spans of the trace", trace_id=trace_id))
+        links.append(changelist_link(event, "events of the trace", trace_id=trace_id))
+    if obj is not None and obj.pk is not None:
+        links.append(
+            changelist_link(event, "events about it", resource_type=obj._meta.label_lower, resource_id=obj.pk)
+        )
+    if not links:
+        return EMPTY
+    trace = format_html("<code>{}</code> ", trace_id) if trace_id else ""
+    return format_html("{}{}", trace, format_html_join(" · ", "{}", ((link,) for link in links)))
+
+
+def timestamp(value) -> str:
+    """A moment to the second, in the site's time zone ("2026-12-06 08:25:31")."""
+    if value is None:
+        return EMPTY
+    from django.utils import timezone
+
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def list_timestamp(value) -> SafeString | str:
+    """A moment for a list column: to the second, the date over the time (a narrow column),
+    the ISO value with its offset on hover."""
+    if value is None:
+        return EMPTY
+    from django.utils import timezone
+
+    local = timezone.localtime(value)
+    return format_html(
+        '<span title="{}">{}<br>{}</span>',
+        local.isoformat(),
+        local.strftime("%Y-%m-%d"),
+        local.strftime("%H:%M:%S"),
+    )
+
+
+def truncated(text: Any, chars: int = 24) -> SafeString | str:
+    """Long text cut for a list column, the whole on hover."""
+    if text in (None, ""):
+        return EMPTY
+    text = str(text)
+    if len(text) <= chars:
+        return text
+    return format_html('<span title="{}">{}…</span>', text, text[: chars - 1])
+
+
+class IdSearchMixin:
+    """A search for a whole id (a UUID with its dashes, as the pages show it on hover) finds the
+    rows having it in `id_search_fields` by indexed equality, instead of a LIKE over every
+    search field; any other term searches as usual (a short id is a prefix of the id text)."""
+
+    id_search_fields: tuple[str, ...] = ("pk",)
+
+    def get_search_results(self, request, queryset, search_term):
+        import uuid
+
+        from django.db.models import Q
+
+        term = search_term.strip()
+        if len(term) == 36:
+            try:
+                value = uuid.UUID(term)
+            except ValueError:
+                pass
+            else:
+                match = Q()
+                for field in self.id_search_fields:
+                    match |= Q(**{field: str(value) if field.endswith("_ref") else value})
+                return queryset.filter(match), False
+        return super().get_search_results(request, queryset, search_term)
