@@ -45,7 +45,10 @@ def test_an_operator_logs_in_and_sees_the_dashboard(browser, logged_in, operator
     # logged_in typed the credentials into /admin/login/ and submitted the form
     assert browser.current_url.rstrip("/").endswith("/admin")
     assert operator.username in browser.find_element(By.ID, "user-tools").text.lower()
-    wait_for(browser, "#content-main")
+    # the admin index: the operator's dashboard above the list of apps
+    dashboard = wait_for(browser, "#agentmesh-dashboard")
+    assert dashboard.is_displayed()
+    assert "Workflow executions" in dashboard.text and "Agent runs" in dashboard.text, dashboard.text
     assert browser.find_elements(By.CSS_SELECTOR, "#content-main .app-workflows"), browser.page_source[:2000]
     screenshot("dashboard")
     # the admin's own styles are served (what `make run` serves with SERVE_STATIC)
