@@ -12,6 +12,19 @@ from agentmesh.accounts.models import Role, User
 _counter = itertools.count()
 
 
+# --- Browser tests (tests/browser): say up front and at the end whether they ran or why not.
+def pytest_report_header(config):
+    from tests.browser.chromium import status_line
+
+    return status_line()
+
+
+def pytest_terminal_summary(terminalreporter):
+    from tests.browser.chromium import status_line
+
+    terminalreporter.write_line(status_line(), yellow="SKIPPED" in status_line())
+
+
 @pytest.fixture(autouse=True)
 def _clear_cache():
     from agentmesh.core.safe_http import clear_allow_rule_cache
