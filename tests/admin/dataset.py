@@ -188,10 +188,36 @@ def build() -> dict:
 
     # core and system
     from agentmesh.core.models import OutboundAllowRule
-    from system.models import WorkerHeartbeat
+    from system.models import (
+        Backup,
+        BeatTick,
+        ControlRequest,
+        FeatureFlag,
+        MetricSample,
+        SystemCheck,
+        WorkerHeartbeat,
+    )
 
     OutboundAllowRule.objects.create(pattern="hooks.example.com", description=f"{SEARCH_TERM} rule")
     WorkerHeartbeat.objects.create(hostname=f"celery@{SEARCH_TERM}", seen_at=timezone.now(), beats=3)
+    now = timezone.now()
+    BeatTick.objects.create(sent_at=now, ran_at=now, lag_ms=12.5, ticks=4, worker=f"celery@{SEARCH_TERM}")
+    SystemCheck.objects.create(key="beat_silent", state="ok", value=3.0, threshold=60.0, checked_at=now)
+    MetricSample.objects.create(metric="cpu_percent", value=12.5, taken_at=now)
+    ControlRequest.objects.create(kind="restart", target="breakers", requested_by=admin, result={"reset": 0})
+    Backup.objects.create(
+        status="succeeded",
+        requested_format="portable",
+        format="portable",
+        note=f"{SEARCH_TERM} backup",
+        file_name="agentmesh-admin-dataset.zip",
+        size_bytes=1024,
+        sha256="0" * 64,
+        duration_seconds=0.5,
+        started_at=now,
+        finished_at=now,
+    )
+    FeatureFlag.objects.create(name=f"{SEARCH_TERM}-flag", percent=30, roles=["developer"])
 
     return {"owner": owner, "admin": admin, "plaintexts": plaintexts}
 
