@@ -13,7 +13,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from agentmesh.core.admin import AuditedAdmin, HistoryAdmin, ObjectAction, ObjectActionsMixin
-from agentmesh.core.admin_format import IdSearchMixin, human_duration, money, pretty_json, short_id
+from agentmesh.core.admin_display import IdSearchMixin, human_duration, money, pretty_json, short_id
 from agentmesh.core.audit import CHANNELS
 
 from . import services
@@ -85,6 +85,7 @@ class EventAdmin(IdSearchMixin, HistoryAdmin):
     ]
     list_filter = ["level", "source", ChannelFilter, "timestamp", "resource_type"]
     search_fields = ["type", "resource_id", "trace_id", "request_id", "message", "=actor__username"]
+    id_search_fields = ("pk", "resource_id")  # a whole id finds the event and the events about it
     date_hierarchy = "timestamp"
     list_select_related = ["actor"]
     fields = [
@@ -150,6 +151,7 @@ class SpanAdmin(IdSearchMixin, HistoryAdmin):
     list_display = ["start_time", "name", "kind", "status", "duration", "trace", "model", "cost", "tokens"]
     list_filter = ["kind", "status", "start_time", "model"]
     search_fields = ["name", "=trace_id", "=span_id", "=parent_span_id", "model", "agent_id"]
+    id_search_fields = ("pk", "agent_id")
     date_hierarchy = "start_time"
     fields = [
         "id",

@@ -5,7 +5,7 @@ versions and instances (provenance) are history: view only. New templates come t
 from django.contrib import admin
 
 from agentmesh.core.admin import HistoryAdmin, ServiceBackedAdmin
-from agentmesh.core.admin_format import IdSearchMixin, pretty_json, short_id
+from agentmesh.core.admin_display import IdSearchMixin, pretty_json, short_id
 
 from . import services
 from .models import Template, TemplateInstance, TemplateVersion

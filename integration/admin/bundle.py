@@ -3,7 +3,7 @@
 from django.contrib import admin
 
 from agentmesh.core.admin import HistoryAdmin
-from agentmesh.core.admin_format import IdSearchMixin, human_duration, pretty_json, short_id
+from agentmesh.core.admin_display import IdSearchMixin, human_duration, pretty_json, short_id
 
 from ..models import IntegrationJob
 

@@ -5,7 +5,7 @@ redelivered through the service)."""
 from django.contrib import admin, messages
 
 from agentmesh.core.admin import AuditedAdmin, HistoryAdmin, ObjectAction, ObjectActionsMixin
-from agentmesh.core.admin_format import IdSearchMixin, human_duration, pretty_json, short_id
+from agentmesh.core.admin_display import IdSearchMixin, human_duration, pretty_json, short_id
 
 from ..models import Webhook, WebhookDelivery, WorkflowTrigger
 from ..services.webhooks import webhook_redeliver, webhook_test
