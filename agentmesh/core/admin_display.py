@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
+from django.contrib import admin
 from django.db import models
 from django.db.models import Q
 from django.urls import NoReverseMatch, reverse
@@ -300,3 +301,75 @@ class IdSearchMixin:
             return queryset.filter(match), spawns
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         return results | queryset.filter(match), may_have_duplicates or spawns
+
+
+# --- columns and fields of recorded runs, executions and steps ------------------------------
+# `@admin.display` functions for `list_display`, `fields` and inline `fields` of any admin whose
+# model has the field they name (agents, workflows, tools).
+
+
+@admin.display(description="Status", ordering="status")
+def status(obj) -> str:
+    """The status as stored (`cancelled`), what the API and the logs say."""
+    return obj.status
+
+
+@admin.display(description="Duration", ordering="duration_ms")
+def duration(obj) -> str:
+    return human_duration(obj.duration_ms)
+
+
+@admin.display(description="Cost", ordering="cost_usd")
+def cost(obj) -> str:
+    return money(obj.cost_usd)
+
+
+@admin.display(description="Tokens (in / out)")
+def tokens(obj) -> str:
+    return f"{obj.input_tokens} / {obj.output_tokens}"
+
+
+@admin.display(description="Created", ordering="created_at")
+def created(obj):
+    return list_timestamp(obj.created_at)
+
+
+@admin.display(description="Started", ordering="started_at")
+def started(obj) -> str:
+    return timestamp(obj.started_at)
+
+
+@admin.display(description="Finished", ordering="finished_at")
+def finished(obj) -> str:
+    return timestamp(obj.finished_at)
+
+
+def error_block(text: Any) -> SafeString | str:
+    """An error message as written (line breaks kept, escaped); "—" for none."""
+    return format_html("<pre style='white-space: pre-wrap'>{}</pre>", text) if text else EMPTY
+
+
+class RecordDisplay:
+    """Displays a ModelAdmin of recorded runs, executions or steps names in its `list_display`
+    (`short_pk`, with `list_display_links = ["short_pk"]`) and its fields: the short and the
+    full id, the error, the trace links and the metadata."""
+
+    @admin.display(description="ID", ordering="id")
+    def short_pk(self, obj):
+        return short_id(obj.pk)
+
+    @admin.display(description="ID")
+    def full_id(self, obj):
+        return format_html("<code>{}</code>", obj.pk)
+
+    @admin.display(description="Error")
+    def error_text(self, obj):
+        return error_block(obj.error)
+
+    @admin.display(description="Trace")
+    def trace(self, obj):
+        return trace_links(obj.trace_id, obj)
+
+    @admin.display(description="Metadata")
+    def metadata_pretty(self, obj):
+        return pretty_json(obj.metadata)
