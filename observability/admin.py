@@ -13,7 +13,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from agentmesh.core.admin import AuditedAdmin, HistoryAdmin, ObjectAction, ObjectActionsMixin
-from agentmesh.core.admin_display import IdSearchMixin, human_duration, money, pretty_json, short_id
+from agentmesh.core.admin_display import EMPTY, IdSearchMixin, human_duration, money, pretty_json, short_id
 from agentmesh.core.audit import CHANNELS
 
 from . import services
@@ -33,7 +33,7 @@ from .models import (
 
 def _trace_link(trace_id: str, model: str = "span") -> str:
     if not trace_id:
-        return "-"
+        return EMPTY
     url = reverse(f"admin:observability_{model}_changelist") + f"?trace_id__exact={trace_id}"
     return format_html('<a href="{}" title="{}">{}…</a>', url, trace_id, trace_id[:8])
 
@@ -128,7 +128,7 @@ class EventAdmin(IdSearchMixin, HistoryAdmin):
     @admin.display(description="log records of the request")
     def related_logs(self, obj):
         if not obj.request_id:
-            return "-"
+            return EMPTY
         url = reverse("admin:observability_logrecord_changelist") + f"?request_id__exact={obj.request_id}"
         return format_html('<a href="{}">{}</a>', url, obj.request_id)
 
@@ -185,7 +185,7 @@ class SpanAdmin(IdSearchMixin, HistoryAdmin):
 
     @admin.display(description="tokens")
     def tokens(self, obj):
-        return obj.total_tokens or "-"
+        return obj.total_tokens or EMPTY
 
     @admin.display(description="trace", ordering="trace_id")
     def trace(self, obj):
@@ -194,7 +194,7 @@ class SpanAdmin(IdSearchMixin, HistoryAdmin):
     @admin.display(description="trace id (its events)")
     def trace_events(self, obj):
         if not obj.trace_id:
-            return "-"
+            return EMPTY
         spans = reverse("admin:observability_span_changelist") + f"?trace_id__exact={obj.trace_id}"
         events = reverse("admin:observability_event_changelist") + f"?trace_id__exact={obj.trace_id}"
         return format_html(
