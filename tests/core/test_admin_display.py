@@ -104,3 +104,27 @@ def test_id_search_terms_for_text_and_integer_fields():
         ("caller_ref__startswith", "0f1e2d3c")
     ]
     assert uuid_lookup(LogRecord, "pk", str(whole)) is None  # an integer key has no id text
+
+
+@pytest.mark.django_db
+def test_a_whole_id_searches_by_equality_and_other_terms_also_search_as_usual(rf, admin_user):
+    """A dashed whole id is an equality on the id fields only (no LIKE over every column); a
+    32-digit term (a trace id, or an id without dashes) and a short id add the usual search."""
+    from django.contrib import admin
+
+    from agents.models import AgentRun
+
+    model_admin = admin.site._registry[AgentRun]
+    request = rf.get("/admin/agents/agentrun/")
+    request.user = admin_user
+    queryset = AgentRun.objects.all()
+
+    def sql(term):
+        results, _ = model_admin.get_search_results(request, queryset, term)
+        return str(results.query).upper()
+
+    whole = uuid.uuid4()
+    assert "LIKE" not in sql(str(whole)) and "LIKE" not in sql(str(whole).upper())
+    assert "LIKE" in sql(whole.hex)  # may be a trace id: the usual search too
+    assert "LIKE" in sql(str(whole)[:8])
+    assert "LIKE" in sql("echo-assistant")
