@@ -227,7 +227,7 @@ _WHOLE_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-
 
 
 def _id_field(model, lookup: str):
-    """The field a `id_search_fields` lookup ends on (through a foreign key: the one it points
+    """The field an `id_search_fields` lookup ends on (through a foreign key: the one it points
     at), and the lookup to filter it by (`run_id` -> `run__id`: a prefix lookup needs the field
     itself; the join is trimmed, the query still reads the local column)."""
     from django.contrib.admin.utils import get_fields_from_path
