@@ -14,22 +14,26 @@ from agentmesh.core.admin import (
     HistoryAdmin,
     ObjectAction,
     ObjectActionsMixin,
+    ReadOnlyInline,
     ServiceBackedAdmin,
 )
 from agentmesh.core.admin_display import (
     EMPTY,
     IdSearchMixin,
+    RecordDisplay,
     admin_link,
     admin_url,
     changelist_link,
-    human_duration,
-    list_timestamp,
+    cost,
+    created,
+    duration,
+    finished,
     model_admin_url,
-    money,
     pretty_json,
     short_id,
-    timestamp,
-    trace_links,
+    started,
+    status,
+    tokens,
     truncated,
 )
 from tools.models import ToolExecution
@@ -47,62 +51,13 @@ from .models import (
 )
 from .runs import run_cancel
 
-
-# --- shared displays ------------------------------------------------------------------------
-@admin.display(description="Status", ordering="status")
-def status(obj) -> str:
-    """The status as stored (`cancelled`), what the API and the logs say."""
-    return obj.status
-
-
-@admin.display(description="Duration", ordering="duration_ms")
-def duration(obj) -> str:
-    return human_duration(obj.duration_ms)
-
-
-@admin.display(description="Cost", ordering="cost_usd")
-def cost(obj) -> str:
-    return money(obj.cost_usd)
-
-
-@admin.display(description="Tokens (in / out)")
-def tokens(obj) -> str:
-    return f"{obj.input_tokens} / {obj.output_tokens}"
-
-
-@admin.display(description="Created", ordering="created_at")
-def created(obj):
-    return list_timestamp(obj.created_at)
-
-
 #: rows shown inline (a long conversation must not make a huge page); the rest are linked
 ROWS_SHOWN = 200
 
 
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def get_formset(self, request, obj=None, **kwargs):
-        formset = super().get_formset(request, obj, **kwargs)
-
-        class FirstRows(formset):
-            def get_queryset(self):
-                if not hasattr(self, "_first_rows"):  # evaluated once: each form reads it
-                    self._first_rows = super().get_queryset()[:ROWS_SHOWN]
-                return self._first_rows
-
-        return FirstRows
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+class FirstRowsInline(ReadOnlyInline):
+    def rows_shown(self) -> int:
+        return ROWS_SHOWN
 
 
 def readable_arguments(value):
@@ -248,7 +203,7 @@ class AgentVersionAdmin(HistoryAdmin):
 
 
 # --- conversations and messages -------------------------------------------------------------
-class ConversationMessageInline(MessageDisplay, ReadOnlyInline):
+class ConversationMessageInline(MessageDisplay, FirstRowsInline):
     model = Message
     fk_name = "conversation"
     ordering = ["seq"]
@@ -261,7 +216,7 @@ class ConversationMessageInline(MessageDisplay, ReadOnlyInline):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(IdSearchMixin, HistoryAdmin):
+class ConversationAdmin(IdSearchMixin, RecordDisplay, HistoryAdmin):
     list_display = ["short_pk", "agent", "user", "title", created]
     list_display_links = ["short_pk"]
     search_fields = ["id", "title", "agent__name", "user__username"]
@@ -270,10 +225,6 @@ class ConversationAdmin(IdSearchMixin, HistoryAdmin):
     fields = ["agent", "user", "title", "runs", "messages_link", "metadata_pretty", "created_at"]
     readonly_fields = ["runs", "messages_link", "metadata_pretty", "created_at"]
     inlines = [ConversationMessageInline]
-
-    @admin.display(description="ID", ordering="id")
-    def short_pk(self, obj):
-        return short_id(obj.pk)
 
     @admin.display(description="Runs")
     def runs(self, obj):
@@ -288,13 +239,9 @@ class ConversationAdmin(IdSearchMixin, HistoryAdmin):
         )
         return format_html("{}{}", link, shown)
 
-    @admin.display(description="Metadata")
-    def metadata_pretty(self, obj):
-        return pretty_json(obj.metadata)
-
 
 @admin.register(Message)
-class MessageAdmin(IdSearchMixin, MessageDisplay, HistoryAdmin):
+class MessageAdmin(IdSearchMixin, RecordDisplay, MessageDisplay, HistoryAdmin):
     id_search_fields = ("pk", "conversation_id", "run_id")
     ordering = ["-created_at"]  # newest first (the model orders by parent, for inlines)
     list_display = ["short_pk", "conversation_link", "seq", "role", "run_link", created]
@@ -313,10 +260,6 @@ class MessageAdmin(IdSearchMixin, MessageDisplay, HistoryAdmin):
         "created_at",
     ]
     readonly_fields = fields
-
-    @admin.display(description="ID", ordering="id")
-    def short_pk(self, obj):
-        return short_id(obj.pk)
 
     @admin.display(description="Conversation", ordering="conversation")
     def conversation_link(self, obj):
@@ -347,7 +290,7 @@ RUN_ACTIONS = (
 )
 
 
-class RunStepInline(ReadOnlyInline):
+class RunStepInline(FirstRowsInline):
     """LLM calls and tool calls in order, with the tool execution of each tool call."""
 
     model = AgentRunStep
@@ -387,7 +330,7 @@ class RunStepInline(ReadOnlyInline):
         return short_id(obj.tool_execution_id, url=model_admin_url(ToolExecution, obj.tool_execution_id))
 
 
-class RunMessageInline(MessageDisplay, ReadOnlyInline):
+class RunMessageInline(MessageDisplay, FirstRowsInline):
     """The messages this run added to its conversation (input, answers, tool results)."""
 
     model = Message
@@ -399,7 +342,7 @@ class RunMessageInline(MessageDisplay, ReadOnlyInline):
 
 
 @admin.register(AgentRun)
-class AgentRunAdmin(IdSearchMixin, ObjectActionsMixin, HistoryAdmin):
+class AgentRunAdmin(IdSearchMixin, RecordDisplay, ObjectActionsMixin, HistoryAdmin):
     id_search_fields = ("pk", "conversation_id", "parent_run_id")
     list_display = [
         "short_pk",
@@ -439,8 +382,8 @@ class AgentRunAdmin(IdSearchMixin, ObjectActionsMixin, HistoryAdmin):
                     "user",
                     "conversation_link",
                     "created_at",
-                    "started",
-                    "finished",
+                    started,
+                    finished,
                     duration,
                     "turns",
                     "tool_calls",
@@ -463,8 +406,8 @@ class AgentRunAdmin(IdSearchMixin, ObjectActionsMixin, HistoryAdmin):
         status,
         "conversation_link",
         "created_at",
-        "started",
-        "finished",
+        started,
+        finished,
         duration,
         tokens,
         cost,
@@ -477,14 +420,6 @@ class AgentRunAdmin(IdSearchMixin, ObjectActionsMixin, HistoryAdmin):
         "trace",
         "metadata_pretty",
     ]
-
-    @admin.display(description="ID", ordering="id")
-    def short_pk(self, obj):
-        return short_id(obj.pk)
-
-    @admin.display(description="ID")
-    def full_id(self, obj):
-        return format_html("<code>{}</code>", obj.pk)
 
     @admin.display(description="Agent", ordering="agent_name")
     def agent_version(self, obj):
@@ -510,14 +445,6 @@ class AgentRunAdmin(IdSearchMixin, ObjectActionsMixin, HistoryAdmin):
     def conversation_link(self, obj):
         return short_id(obj.conversation_id, url=model_admin_url(Conversation, obj.conversation_id))
 
-    @admin.display(description="Started")
-    def started(self, obj):
-        return timestamp(obj.started_at)
-
-    @admin.display(description="Finished")
-    def finished(self, obj):
-        return timestamp(obj.finished_at)
-
     @admin.display(description="Input")
     def input_pretty(self, obj):
         return pretty_json(obj.input, open_=True)
@@ -529,10 +456,6 @@ class AgentRunAdmin(IdSearchMixin, ObjectActionsMixin, HistoryAdmin):
     @admin.display(description="Output (JSON)")
     def output_json_pretty(self, obj):
         return pretty_json(obj.output_json, open_=True)
-
-    @admin.display(description="Error")
-    def error_text(self, obj):
-        return format_html("<pre style='white-space: pre-wrap'>{}</pre>", obj.error) if obj.error else EMPTY
 
     @admin.display(description="Called by run")
     def parent_link(self, obj):
@@ -551,14 +474,6 @@ class AgentRunAdmin(IdSearchMixin, ObjectActionsMixin, HistoryAdmin):
             ", ", "{} {}", ((short_id(run.pk, url=admin_url(run)), run.status) for run in runs)
         )
 
-    @admin.display(description="Trace")
-    def trace(self, obj):
-        return trace_links(obj.trace_id, obj)
-
-    @admin.display(description="Metadata")
-    def metadata_pretty(self, obj):
-        return pretty_json(obj.metadata)
-
     @admin.action(description="Cancel the selected unfinished runs", permissions=["object_action"])
     def cancel_selected(self, request, queryset):
         count = 0
@@ -569,7 +484,7 @@ class AgentRunAdmin(IdSearchMixin, ObjectActionsMixin, HistoryAdmin):
 
 
 @admin.register(AgentRunStep)
-class AgentRunStepAdmin(IdSearchMixin, HistoryAdmin):
+class AgentRunStepAdmin(IdSearchMixin, RecordDisplay, HistoryAdmin):
     id_search_fields = ("pk", "run_id", "tool_execution_id")
     ordering = ["-created_at"]  # newest first (the model orders by parent, for inlines)
     list_display = ["short_pk", "run_link", "seq", "kind", "name", "status", duration, cost, created]
@@ -594,10 +509,6 @@ class AgentRunStepAdmin(IdSearchMixin, HistoryAdmin):
     ]
     readonly_fields = fields
 
-    @admin.display(description="ID", ordering="id")
-    def short_pk(self, obj):
-        return short_id(obj.pk)
-
     @admin.display(description="Run", ordering="run")
     def run_link(self, obj):
         return short_id(obj.run_id, url=model_admin_url(AgentRun, obj.run_id))
@@ -609,10 +520,6 @@ class AgentRunStepAdmin(IdSearchMixin, HistoryAdmin):
     @admin.display(description="Output")
     def output_pretty(self, obj):
         return pretty_json(readable_arguments(obj.output), open_=True)
-
-    @admin.display(description="Error")
-    def error_text(self, obj):
-        return format_html("<pre style='white-space: pre-wrap'>{}</pre>", obj.error) if obj.error else EMPTY
 
     @admin.display(description="Tool execution")
     def tool_execution_link(self, obj):

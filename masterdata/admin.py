@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin
 
 from agentmesh.core.admin import HistoryAdmin, ServiceBackedAdmin
-from agentmesh.core.admin_format import IdSearchMixin
+from agentmesh.core.admin_display import IdSearchMixin
 
 from . import services
 from .models import Constraint, ModelConfig, Prompt, PromptVersion, Secret, Skill

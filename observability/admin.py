@@ -13,7 +13,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from agentmesh.core.admin import AuditedAdmin, HistoryAdmin, ObjectAction, ObjectActionsMixin
-from agentmesh.core.admin_format import IdSearchMixin, human_duration, money, pretty_json, short_id
+from agentmesh.core.admin_display import EMPTY, IdSearchMixin, human_duration, money, pretty_json, short_id
 from agentmesh.core.audit import CHANNELS
 
 from . import services
@@ -33,7 +33,7 @@ from .models import (
 
 def _trace_link(trace_id: str, model: str = "span") -> str:
     if not trace_id:
-        return "-"
+        return EMPTY
     url = reverse(f"admin:observability_{model}_changelist") + f"?trace_id__exact={trace_id}"
     return format_html('<a href="{}" title="{}">{}…</a>', url, trace_id, trace_id[:8])
 
@@ -85,6 +85,7 @@ class EventAdmin(IdSearchMixin, HistoryAdmin):
     ]
     list_filter = ["level", "source", ChannelFilter, "timestamp", "resource_type"]
     search_fields = ["type", "resource_id", "trace_id", "request_id", "message", "=actor__username"]
+    id_search_fields = ("pk", "resource_id")  # a whole id finds the event and the events about it
     date_hierarchy = "timestamp"
     list_select_related = ["actor"]
     fields = [
@@ -127,7 +128,7 @@ class EventAdmin(IdSearchMixin, HistoryAdmin):
     @admin.display(description="log records of the request")
     def related_logs(self, obj):
         if not obj.request_id:
-            return "-"
+            return EMPTY
         url = reverse("admin:observability_logrecord_changelist") + f"?request_id__exact={obj.request_id}"
         return format_html('<a href="{}">{}</a>', url, obj.request_id)
 
@@ -150,6 +151,7 @@ class SpanAdmin(IdSearchMixin, HistoryAdmin):
     list_display = ["start_time", "name", "kind", "status", "duration", "trace", "model", "cost", "tokens"]
     list_filter = ["kind", "status", "start_time", "model"]
     search_fields = ["name", "=trace_id", "=span_id", "=parent_span_id", "model", "agent_id"]
+    id_search_fields = ("pk", "agent_id")
     date_hierarchy = "start_time"
     fields = [
         "id",
@@ -183,7 +185,7 @@ class SpanAdmin(IdSearchMixin, HistoryAdmin):
 
     @admin.display(description="tokens")
     def tokens(self, obj):
-        return obj.total_tokens or "-"
+        return obj.total_tokens or EMPTY
 
     @admin.display(description="trace", ordering="trace_id")
     def trace(self, obj):
@@ -192,7 +194,7 @@ class SpanAdmin(IdSearchMixin, HistoryAdmin):
     @admin.display(description="trace id (its events)")
     def trace_events(self, obj):
         if not obj.trace_id:
-            return "-"
+            return EMPTY
         spans = reverse("admin:observability_span_changelist") + f"?trace_id__exact={obj.trace_id}"
         events = reverse("admin:observability_event_changelist") + f"?trace_id__exact={obj.trace_id}"
         return format_html(

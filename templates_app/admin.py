@@ -4,8 +4,8 @@ versions and instances (provenance) are history: view only. New templates come t
 
 from django.contrib import admin
 
-from agentmesh.core.admin import HistoryAdmin, ServiceBackedAdmin
-from agentmesh.core.admin_format import IdSearchMixin, pretty_json, short_id
+from agentmesh.core.admin import HistoryAdmin, ReadOnlyInline, ServiceBackedAdmin
+from agentmesh.core.admin_display import IdSearchMixin, pretty_json, short_id
 
 from . import services
 from .models import Template, TemplateInstance, TemplateVersion
@@ -13,21 +13,10 @@ from .models import Template, TemplateInstance, TemplateVersion
 METADATA_FIELDS = ("name", "description", "category", "tags", "archived")
 
 
-class TemplateVersionInline(admin.TabularInline):
+class TemplateVersionInline(ReadOnlyInline):
     model = TemplateVersion
     fields = ["number", "changelog", "checksum", "created_by", "created_at"]
     readonly_fields = fields
-    extra = 0
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Template)

@@ -18,15 +18,16 @@ from agentmesh.core.admin import (
 from agentmesh.core.admin_display import (
     EMPTY,
     IdSearchMixin,
+    RecordDisplay,
     admin_link,
     changelist_link,
-    human_duration,
-    list_timestamp,
+    created,
+    duration,
+    finished,
     model_admin_url,
     pretty_json,
     short_id,
-    timestamp,
-    trace_links,
+    started,
     truncated,
 )
 from agentmesh.core.exceptions import ServiceValidationError
@@ -157,7 +158,7 @@ class ToolAdmin(ObjectActionsMixin, DeleteKeepingHistoryMixin, ServiceBackedAdmi
 
 # --- executions -----------------------------------------------------------------------------
 @admin.register(ToolExecution)
-class ToolExecutionAdmin(IdSearchMixin, HistoryAdmin):
+class ToolExecutionAdmin(IdSearchMixin, RecordDisplay, HistoryAdmin):
     id_search_fields = ("pk", "caller_ref")
     list_display = [
         "short_pk",
@@ -165,8 +166,8 @@ class ToolExecutionAdmin(IdSearchMixin, HistoryAdmin):
         "status_text",
         "error_kind",
         "caller",
-        "duration",
-        "created",
+        duration,
+        created,
     ]
     list_display_links = ["short_pk"]
     list_filter = [
@@ -194,9 +195,9 @@ class ToolExecutionAdmin(IdSearchMixin, HistoryAdmin):
                     "caller",
                     "is_test",
                     "created_at",
-                    "started",
-                    "finished",
-                    "duration",
+                    started,
+                    finished,
+                    duration,
                 ]
             },
         ),
@@ -209,9 +210,9 @@ class ToolExecutionAdmin(IdSearchMixin, HistoryAdmin):
         "status_text",
         "caller",
         "created_at",
-        "started",
-        "finished",
-        "duration",
+        started,
+        finished,
+        duration,
         "arguments_pretty",
         "result_pretty",
         "error_text",
@@ -219,21 +220,9 @@ class ToolExecutionAdmin(IdSearchMixin, HistoryAdmin):
         "metadata_pretty",
     ]
 
-    @admin.display(description="ID", ordering="id")
-    def short_pk(self, obj):
-        return short_id(obj.pk)
-
-    @admin.display(description="ID")
-    def full_id(self, obj):
-        return format_html("<code>{}</code>", obj.pk)
-
     @admin.display(description="Tool", ordering="tool_name")
     def tool_and_version(self, obj):
         return format_html("{} v{}", truncated(obj.tool_name, 28), obj.tool_version)
-
-    @admin.display(description="Created", ordering="created_at")
-    def created(self, obj):
-        return list_timestamp(obj.created_at)
 
     @admin.display(description="Status", ordering="status")
     def status_text(self, obj):
@@ -259,18 +248,6 @@ class ToolExecutionAdmin(IdSearchMixin, HistoryAdmin):
         url = model_admin_url(model, pk) if model is not None and pk is not None else None
         return format_html("{} {}", obj.get_caller_type_display(), short_id(obj.caller_ref, url=url))
 
-    @admin.display(description="Duration", ordering="duration_ms")
-    def duration(self, obj):
-        return human_duration(obj.duration_ms)
-
-    @admin.display(description="Started")
-    def started(self, obj):
-        return timestamp(obj.started_at)
-
-    @admin.display(description="Finished")
-    def finished(self, obj):
-        return timestamp(obj.finished_at)
-
     @admin.display(description="Arguments (secrets redacted)")
     def arguments_pretty(self, obj):
         return pretty_json(obj.arguments, open_=True)
@@ -278,18 +255,6 @@ class ToolExecutionAdmin(IdSearchMixin, HistoryAdmin):
     @admin.display(description="Result")
     def result_pretty(self, obj):
         return pretty_json(obj.result, open_=True)
-
-    @admin.display(description="Error")
-    def error_text(self, obj):
-        return format_html("<pre style='white-space: pre-wrap'>{}</pre>", obj.error) if obj.error else EMPTY
-
-    @admin.display(description="Trace")
-    def trace(self, obj):
-        return trace_links(obj.trace_id, obj)
-
-    @admin.display(description="Metadata")
-    def metadata_pretty(self, obj):
-        return pretty_json(obj.metadata)
 
 
 def _uuid_or_none(value: str):

@@ -17,22 +17,26 @@ from agentmesh.core.admin import (
     HistoryAdmin,
     ObjectAction,
     ObjectActionsMixin,
+    ReadOnlyInline,
     ServiceBackedAdmin,
 )
 from agentmesh.core.admin_display import (
     EMPTY,
     IdSearchMixin,
+    RecordDisplay,
     admin_link,
     admin_url,
     changelist_link,
-    human_duration,
-    list_timestamp,
+    cost,
+    created,
+    duration,
+    finished,
     model_admin_url,
-    money,
     pretty_json,
     short_id,
-    timestamp,
-    trace_links,
+    started,
+    status,
+    tokens,
     truncated,
 )
 
@@ -47,39 +51,6 @@ from .models import (
     WorkflowStatus,
     WorkflowVersion,
 )
-
-
-# --- shared displays ------------------------------------------------------------------------
-@admin.display(description="Status", ordering="status")
-def status(obj) -> str:
-    """The status as stored (`cancelled`), what the API and the logs say."""
-    return obj.status
-
-
-@admin.display(description="Duration", ordering="duration_ms")
-def duration(obj) -> str:
-    return human_duration(obj.duration_ms)
-
-
-@admin.display(description="Started", ordering="started_at")
-def started(obj) -> str:
-    return timestamp(obj.started_at)
-
-
-@admin.display(description="Finished", ordering="finished_at")
-def finished(obj) -> str:
-    return timestamp(obj.finished_at)
-
-
-@admin.display(description="Cost", ordering="cost_usd")
-def cost(obj) -> str:
-    return money(obj.cost_usd)
-
-
-@admin.display(description="Created", ordering="created_at")
-def created(obj):
-    return list_timestamp(obj.created_at)
-
 
 #: child executions listed per step; the rest are one click away (a map may start thousands)
 CHILDREN_SHOWN = 20
@@ -272,14 +243,11 @@ EXECUTION_ACTIONS = (
 )
 
 
-class StepInline(admin.TabularInline):
+class StepInline(ReadOnlyInline):
     """The execution's steps in the order they were created, read-only."""
 
     model = StepExecution
     fk_name = "execution"
-    extra = 0
-    can_delete = False
-    show_change_link = True
     ordering = ["created_at", "attempt"]
     fields = [
         "node_id",
@@ -297,27 +265,9 @@ class StepInline(admin.TabularInline):
     ]
     readonly_fields = fields
 
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def get_formset(self, request, obj=None, **kwargs):
-        formset = super().get_formset(request, obj, **kwargs)
-
-        class FirstSteps(formset):
-            """At most STEPS_SHOWN steps inline: a long loop must not make a huge page."""
-
-            def get_queryset(self):
-                if not hasattr(self, "_first_rows"):  # evaluated once: each form reads it
-                    self._first_rows = super().get_queryset()[:STEPS_SHOWN]
-                return self._first_rows
-
-        return FirstSteps
+    def rows_shown(self) -> int:
+        """At most STEPS_SHOWN steps inline: a long loop must not make a huge page."""
+        return STEPS_SHOWN
 
     def get_queryset(self, request):
         return (
@@ -354,7 +304,7 @@ class StepInline(admin.TabularInline):
 
 
 @admin.register(WorkflowExecution)
-class WorkflowExecutionAdmin(IdSearchMixin, ObjectActionsMixin, HistoryAdmin):
+class WorkflowExecutionAdmin(IdSearchMixin, RecordDisplay, ObjectActionsMixin, HistoryAdmin):
     id_search_fields = ("pk", "retry_of_id", "parent_step__execution_id")
     list_display = ["short_pk", "workflow_version", status, "user", created, duration, cost]
     list_display_links = ["short_pk"]
@@ -379,7 +329,7 @@ class WorkflowExecutionAdmin(IdSearchMixin, ObjectActionsMixin, HistoryAdmin):
                     finished,
                     duration,
                     "deadline",
-                    "tokens",
+                    tokens,
                     cost,
                 ]
             },
@@ -395,7 +345,7 @@ class WorkflowExecutionAdmin(IdSearchMixin, ObjectActionsMixin, HistoryAdmin):
         started,
         finished,
         duration,
-        "tokens",
+        tokens,
         cost,
         "inputs_pretty",
         "outputs_pretty",
@@ -427,14 +377,6 @@ class WorkflowExecutionAdmin(IdSearchMixin, ObjectActionsMixin, HistoryAdmin):
             for a in actions
         ]
 
-    @admin.display(description="ID", ordering="id")
-    def short_pk(self, obj):
-        return short_id(obj.pk)
-
-    @admin.display(description="ID")
-    def full_id(self, obj):
-        return format_html("<code>{}</code>", obj.pk)
-
     @admin.display(description="Workflow", ordering="workflow_name")
     def workflow_version(self, obj):
         return format_html("{} v{}", truncated(obj.workflow_name, 28), obj.workflow_version_number or "?")
@@ -445,10 +387,6 @@ class WorkflowExecutionAdmin(IdSearchMixin, ObjectActionsMixin, HistoryAdmin):
             return f"{obj.workflow_name} (deleted)"
         return admin_link(obj.workflow, obj.workflow_name or str(obj.workflow))
 
-    @admin.display(description="Tokens (in / out)")
-    def tokens(self, obj):
-        return f"{obj.input_tokens} / {obj.output_tokens}"
-
     @admin.display(description="Inputs")
     def inputs_pretty(self, obj):
         return pretty_json(obj.inputs, open_=True)
@@ -456,10 +394,6 @@ class WorkflowExecutionAdmin(IdSearchMixin, ObjectActionsMixin, HistoryAdmin):
     @admin.display(description="Outputs")
     def outputs_pretty(self, obj):
         return pretty_json(obj.outputs, open_=True)
-
-    @admin.display(description="Error")
-    def error_text(self, obj):
-        return format_html("<pre style='white-space: pre-wrap'>{}</pre>", obj.error) if obj.error else EMPTY
 
     @admin.display(description="Started by step")
     def parent_link(self, obj):
@@ -494,14 +428,6 @@ class WorkflowExecutionAdmin(IdSearchMixin, ObjectActionsMixin, HistoryAdmin):
     def retries_links(self, obj):
         return _child_links(list(obj.retries.only("id", "status").order_by("created_at")))
 
-    @admin.display(description="Trace")
-    def trace(self, obj):
-        return trace_links(obj.trace_id, obj)
-
-    @admin.display(description="Metadata")
-    def metadata_pretty(self, obj):
-        return pretty_json(obj.metadata)
-
     @admin.action(description="Cancel the selected unfinished executions", permissions=["object_action"])
     def cancel_selected(self, request, queryset):
         cancelled = 0
@@ -512,7 +438,7 @@ class WorkflowExecutionAdmin(IdSearchMixin, ObjectActionsMixin, HistoryAdmin):
 
 
 @admin.register(StepExecution)
-class StepExecutionAdmin(IdSearchMixin, HistoryAdmin):
+class StepExecutionAdmin(IdSearchMixin, RecordDisplay, HistoryAdmin):
     id_search_fields = ("pk", "execution_id")
     ordering = ["-created_at"]  # newest first (the model orders by parent, for inlines)
     list_display = [
@@ -547,7 +473,7 @@ class StepExecutionAdmin(IdSearchMixin, HistoryAdmin):
                     duration,
                     "worker",
                     "dispatches",
-                    "tokens",
+                    tokens,
                     cost,
                 ]
             },
@@ -565,7 +491,7 @@ class StepExecutionAdmin(IdSearchMixin, HistoryAdmin):
         finished,
         "created_at",
         duration,
-        "tokens",
+        tokens,
         cost,
         "input_pretty",
         "output_pretty",
@@ -574,10 +500,6 @@ class StepExecutionAdmin(IdSearchMixin, HistoryAdmin):
         "children",
     ]
 
-    @admin.display(description="ID", ordering="id")
-    def short_pk(self, obj):
-        return short_id(obj.pk)
-
     @admin.display(description="Worker", ordering="worker")
     def worker_short(self, obj):
         return truncated(obj.worker)
@@ -585,10 +507,6 @@ class StepExecutionAdmin(IdSearchMixin, HistoryAdmin):
     @admin.display(description="Execution", ordering="execution")
     def execution_link(self, obj):
         return short_id(obj.execution_id, url=model_admin_url(WorkflowExecution, obj.execution_id))
-
-    @admin.display(description="Tokens (in / out)")
-    def tokens(self, obj):
-        return f"{obj.input_tokens} / {obj.output_tokens}"
 
     @admin.display(description="Input")
     def input_pretty(self, obj):

@@ -147,6 +147,35 @@ class HistoryAdmin(HistoryAdminMixin, admin.ModelAdmin):
     pass
 
 
+class ReadOnlyInline(HistoryAdminMixin, admin.TabularInline):
+    """Recorded rows on their parent's page (steps, messages, deliveries, versions): shown,
+    never added, changed or deleted there, each linking to its own page.
+
+    `rows_shown()` caps how many are shown (None: all), so a long history does not make a
+    huge page; the parent's page links the rest."""
+
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def rows_shown(self) -> int | None:
+        return None
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        limit = self.rows_shown()
+        if limit is None:
+            return formset
+
+        class FirstRows(formset):
+            def get_queryset(self):
+                if not hasattr(self, "_first_rows"):  # evaluated once: each form reads it
+                    self._first_rows = super().get_queryset()[:limit]
+                return self._first_rows
+
+        return FirstRows
+
+
 @dataclass(frozen=True)
 class ObjectAction:
     """A button on an object's admin page that calls a service.

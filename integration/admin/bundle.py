@@ -3,7 +3,7 @@
 from django.contrib import admin
 
 from agentmesh.core.admin import HistoryAdmin
-from agentmesh.core.admin_format import IdSearchMixin, human_duration, pretty_json, short_id
+from agentmesh.core.admin_display import EMPTY, IdSearchMixin, human_duration, pretty_json, short_id
 
 from ..models import IntegrationJob
 
@@ -37,7 +37,7 @@ class IntegrationJobAdmin(IdSearchMixin, HistoryAdmin):
     @admin.display(description="duration")
     def duration(self, obj):
         if not (obj.started_at and obj.finished_at):
-            return "-"
+            return EMPTY
         return human_duration((obj.finished_at - obj.started_at).total_seconds() * 1000)
 
     @admin.display(description="parameters")

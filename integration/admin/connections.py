@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 
 from agentmesh.core.admin import ObjectAction, ObjectActionsMixin, ServiceBackedAdmin
-from agentmesh.core.admin_format import IdSearchMixin
+from agentmesh.core.admin_display import IdSearchMixin
 
 from ..models import ApiConnection
 from ..services import connections as services

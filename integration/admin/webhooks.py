@@ -4,30 +4,18 @@ redelivered through the service)."""
 
 from django.contrib import admin, messages
 
-from agentmesh.core.admin import AuditedAdmin, HistoryAdmin, ObjectAction, ObjectActionsMixin
-from agentmesh.core.admin_format import IdSearchMixin, human_duration, pretty_json, short_id
+from agentmesh.core.admin import AuditedAdmin, HistoryAdmin, ObjectAction, ObjectActionsMixin, ReadOnlyInline
+from agentmesh.core.admin_display import IdSearchMixin, human_duration, pretty_json, short_id
 
 from ..models import Webhook, WebhookDelivery, WorkflowTrigger
 from ..services.webhooks import webhook_redeliver, webhook_test
 
 
-class WebhookDeliveryInline(admin.TabularInline):
+class WebhookDeliveryInline(ReadOnlyInline):
     model = WebhookDelivery
-    extra = 0
-    can_delete = False
     ordering = ["-created_at"]
     fields = ["created_at", "event_type", "attempt", "status", "response_code", "duration_ms", "error"]
     readonly_fields = fields
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 def _send_test(request, webhook, data):
