@@ -222,6 +222,61 @@ def check(base_url: str, timeout: float) -> None:
         raise SmokeFailure(f"background agent run: {run['status']}, output {run.get('output')!r}")
     print(f"agent (on a worker) answered: {run['output']}")
 
+    api.login(os.environ["SMOKE_ADMIN_USERNAME"], os.environ["SMOKE_ADMIN_PASSWORD"])
+    check_system(api, timeout)
+
+
+def check_system(api: Api, timeout: float) -> None:
+    """The operator's API against the real cluster: both workers and beat seen, a pool restart
+    answered by both, a backup written by a worker, maintenance mode reaching every API process."""
+
+    def cluster_seen():
+        body = api.call("GET", "/system/status")
+        workers = body["components"]["workers"]
+        pinged = [w for w in workers.get("workers", []) if w["source"] == "ping"]
+        beat = body["components"]["beat"]
+        return body if len(pinged) >= 2 and beat["status"] == "up" else None
+
+    status = wait_until("status to show 2 live workers and beat", timeout, cluster_seen, interval=1)
+    names = sorted(w["name"] for w in status["components"]["workers"]["workers"])
+    print(
+        f"status {status['status']}: workers {names}, beat ticks {status['components']['beat'].get('ticks')}"
+    )
+
+    restart = api.call("POST", "/system/restart/workers", {}, expect=(202,))
+    answered = sorted(reply.get("worker", "?") for reply in restart["replies"] if "error" not in reply)
+    if len(answered) < 2:
+        raise SmokeFailure(f"pool restart: replies {restart['replies']}")
+    print(f"pool restart answered by {answered}")
+
+    backup = api.call("POST", "/system/backup", {"format": "portable"}, expect=(202,))
+
+    def backup_done():
+        current = api.call("GET", f"/system/backups/{backup['id']}")
+        return current if current["status"] in ("succeeded", "failed") else None
+
+    backup = wait_until(f"backup {backup['id']}", timeout, backup_done)
+    if backup["status"] != "succeeded" or not backup["size_bytes"] or len(backup["sha256"]) != 64:
+        raise SmokeFailure(f"backup: {backup}")
+    print(f"backup written by a worker: {backup['size_bytes']} bytes, sha256 {backup['sha256'][:12]}…")
+
+    api.call("PUT", "/system/config", {"values": {"MAINTENANCE_MODE": True}})
+    try:
+
+        def every_process_refuses_writes():
+            # uvicorn runs 2 processes: 6 writes in a row all refused means both have seen it
+            codes = {
+                api.http.post("/observability/alerts", json={"title": "maintenance?"}).status_code
+                for _ in range(6)
+            }
+            return codes == {503}
+
+        wait_until("maintenance mode in every API process", timeout, every_process_refuses_writes)
+        api.call("GET", "/system/info")  # reads keep working
+    finally:
+        api.call("PUT", "/system/config", {"values": {"MAINTENANCE_MODE": None}})
+    print("maintenance mode: writes 503 in every API process, reads 200; switched off again")
+
 
 def execute_once(base_url: str, timeout: float) -> None:
     api = Api(base_url)
