@@ -3,6 +3,11 @@
 import os
 
 from celery import Celery, signals
+from kombu.transport import TRANSPORT_ALIASES
+
+# `filesystem://` (the embedded broker) means kombu's filesystem transport with atomic message
+# writes, in every process that loads this app (agentmesh.core.fs_broker says why).
+TRANSPORT_ALIASES["filesystem"] = "agentmesh.core.fs_broker:Transport"
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentmesh.settings.dev")
 

@@ -155,3 +155,25 @@ def live_server_url(transactional_db):
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(10)
+
+
+@pytest.fixture
+def operator(make_user):
+    """A Django test client logged in as a platform admin (superuser) using the admin console;
+    `client.user` is the account."""
+    from django.test import Client
+
+    client = Client()
+    client.user = make_user(Role.ADMIN, is_staff=True, is_superuser=True)
+    client.force_login(client.user)
+    return client
+
+
+@pytest.fixture
+def staff_developer(make_user):
+    """A Django test client of a staff developer: may open the admin, is no platform admin."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(make_user(Role.DEVELOPER, is_staff=True))
+    return client

@@ -59,18 +59,7 @@ class FeatureFlagForm(forms.ModelForm):
 
     class Meta:
         model = FeatureFlag
-        fields = [
-            "name",
-            "everyone",
-            "percent",
-            "users",
-            "groups",
-            "roles",
-            "superusers",
-            "staff",
-            "authenticated",
-            "note",
-        ]
+        fields = ["name", *flag_services.FLAG_FIELDS]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -13,14 +13,6 @@ from observability.models import ObservabilityEvent
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def operator(make_user):
-    client = Client()
-    client.user = make_user(Role.ADMIN, is_staff=True, is_superuser=True)
-    client.force_login(client.user)
-    return client
-
-
 def _actions(response) -> list[str]:
     form = response.context["action_form"]
     return [value for value, _ in form.fields["action"].choices] if form else []

@@ -5,9 +5,7 @@ import re
 from decimal import Decimal
 
 import pytest
-from django.test import Client
 
-from agentmesh.accounts.models import Role
 from agents.models import Agent, AgentRun, AgentRunStep, AgentStatus, Conversation, Message
 from agents.runs import run_execute, run_start
 from masterdata.models import ModelConfig
@@ -21,21 +19,6 @@ pytestmark = pytest.mark.django_db
 RUNS = "/admin/agents/agentrun/"
 RUN_STEPS = "/admin/agents/agentrunstep/"
 AGENTS = "/admin/agents/agent/"
-
-
-@pytest.fixture
-def operator(make_user):
-    client = Client()
-    client.user = make_user(Role.ADMIN, is_staff=True, is_superuser=True)
-    client.force_login(client.user)
-    return client
-
-
-@pytest.fixture
-def staff_developer(make_user):
-    client = Client()
-    client.force_login(make_user(Role.DEVELOPER, is_staff=True))
-    return client
 
 
 def audit(action: str, obj) -> ObservabilityEvent:

@@ -13,14 +13,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def operator(make_user):
-    client = Client()
-    client.user = make_user(Role.ADMIN, is_staff=True, is_superuser=True)
-    client.force_login(client.user)
-    return client
-
-
-@pytest.fixture
 def staff_developer(make_user):
     from django.contrib.auth.models import Permission
 

@@ -24,15 +24,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def operator(make_user):
-    user = make_user(Role.ADMIN, is_staff=True, is_superuser=True)
-    client = Client()
-    client.force_login(user)
-    client.user = user
-    return client
-
-
-@pytest.fixture
 def staff_developer(make_user):
     """Staff, may view alerts and events, but not a platform admin."""
     user = make_user(Role.DEVELOPER, is_staff=True)

@@ -11,23 +11,17 @@ from integration.models import WebhookDelivery
 from integration.services.webhooks import webhook_create
 from observability.models import Alert, AlertRule, AlertState, ObservabilityEvent, RequestSample
 from observability.services import alert_create_manual
-from system import selectors, services
+from system import services
 from system.models import CheckState, SystemCheck
 from system.tasks import evaluate_system_checks
 from tests.api_base import assert_problem
-from tests.system.status_helpers import isolated_filesystem_broker, restore_broker
 
 URL = "/api/v1/system/alerts"
 
 
 @pytest.fixture(autouse=True)
-def _quiet_broker(tmp_path, settings):
-    settings.SYSTEM_STATUS_WORKER_REPLY_SECONDS = 0.2
-    previous = isolated_filesystem_broker(celery_app, tmp_path / "broker")
-    selectors.status_cache_clear()
-    yield
-    selectors.status_cache_clear()
-    restore_broker(celery_app, previous)
+def _quiet_broker(quiet_broker):
+    """An empty broker of this test's own (tests/system/conftest.py)."""
 
 
 def system_alerts(key: str):

@@ -15,19 +15,14 @@ from agentmesh.accounts.models import Role
 from agentmesh.celery import app as celery_app
 from agents.models import AgentRun
 from observability.services import alert_create_manual
-from system import selectors, services
+from system import services
 from system.models import SystemCheck
-from tests.system.status_helpers import isolated_filesystem_broker, make_execution, make_run, restore_broker
+from tests.system.status_helpers import make_execution, make_run
 
 
 @pytest.fixture(autouse=True)
-def _quiet_broker(tmp_path, settings):
-    settings.SYSTEM_STATUS_WORKER_REPLY_SECONDS = 0.2
-    previous = isolated_filesystem_broker(celery_app, tmp_path / "broker")
-    selectors.status_cache_clear()
-    yield
-    selectors.status_cache_clear()
-    restore_broker(celery_app, previous)
+def _quiet_broker(quiet_broker):
+    """An empty broker of this test's own (tests/system/conftest.py)."""
 
 
 @pytest.fixture

@@ -19,10 +19,8 @@ from system.selectors.status import run_probes
 from system.tasks import record_beat_tick
 from tests.api_base import assert_problem
 from tests.system.status_helpers import (
-    isolated_filesystem_broker,
     make_execution,
     make_run,
-    restore_broker,
 )
 
 URL = "/api/v1/system/status"
@@ -30,14 +28,8 @@ COMPONENTS = {"database", "cache", "broker", "workers", "beat", "queues", "runs"
 
 
 @pytest.fixture(autouse=True)
-def _quiet_broker(tmp_path, settings):
-    """An empty broker of this test's own, short broadcast waits, no status cached across tests."""
-    settings.SYSTEM_STATUS_WORKER_REPLY_SECONDS = 0.2
-    previous = isolated_filesystem_broker(celery_app, tmp_path / "broker")
-    selectors.status_cache_clear()
-    yield
-    selectors.status_cache_clear()
-    restore_broker(celery_app, previous)
+def _quiet_broker(quiet_broker):
+    """An empty broker of this test's own (tests/system/conftest.py)."""
 
 
 def test_anonymous_is_401(api_client, db):

@@ -4,9 +4,7 @@ execution's story (arguments redacted, result, caller, trace), append-only histo
 import re
 
 import pytest
-from django.test import Client
 
-from agentmesh.accounts.models import Role
 from observability.models import ObservabilityEvent
 from tools import services
 from tools.models import Tool, ToolExecution, ToolStatus
@@ -15,21 +13,6 @@ pytestmark = pytest.mark.django_db
 
 TOOLS = "/admin/tools/tool/"
 EXECUTIONS = "/admin/tools/toolexecution/"
-
-
-@pytest.fixture
-def operator(make_user):
-    client = Client()
-    client.user = make_user(Role.ADMIN, is_staff=True, is_superuser=True)
-    client.force_login(client.user)
-    return client
-
-
-@pytest.fixture
-def staff_developer(make_user):
-    client = Client()
-    client.force_login(make_user(Role.DEVELOPER, is_staff=True))
-    return client
 
 
 def calculator(owner, name="calc", *, deploy=True) -> Tool:

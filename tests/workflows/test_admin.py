@@ -5,9 +5,7 @@ that cannot be edited, and search that finds runs by id, node and type."""
 import re
 
 import pytest
-from django.test import Client
 
-from agentmesh.accounts.models import Role
 from observability.models import ObservabilityEvent
 from workflows import services
 from workflows.models import ExecutionStatus, StepExecution, WorkflowExecution, WorkflowStatus
@@ -28,21 +26,6 @@ CITY = linear(
 
 def approval(node_id="ok", **config):
     return {"id": node_id, "type": "approval", "config": config}
-
-
-@pytest.fixture
-def operator(make_user):
-    client = Client()
-    client.user = make_user(Role.ADMIN, is_staff=True, is_superuser=True)
-    client.force_login(client.user)
-    return client
-
-
-@pytest.fixture
-def staff_developer(make_user):
-    client = Client()
-    client.force_login(make_user(Role.DEVELOPER, is_staff=True))
-    return client
 
 
 @pytest.fixture
