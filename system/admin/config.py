@@ -74,17 +74,7 @@ class FeatureFlagAdmin(ServiceBackedAdmin):
     list_filter = ["everyone", "superusers", "staff", "authenticated"]
     search_fields = ["name", "note"]
     filter_horizontal = ["users", "groups"]
-    service_fields = (
-        "everyone",
-        "percent",
-        "users",
-        "groups",
-        "roles",
-        "superusers",
-        "staff",
-        "authenticated",
-        "note",
-    )
+    service_fields = flag_services.FLAG_FIELDS
 
     def get_readonly_fields(self, request, obj=None):
         return ["name"] if obj is not None else []
