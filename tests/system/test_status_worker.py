@@ -28,6 +28,9 @@ URL = "/api/v1/system/status"
 @pytest.fixture(autouse=True)
 def _measure_every_time(settings):
     settings.SYSTEM_STATUS_CACHE_SECONDS = 0
+    # Real workers on a machine running the whole suite: give the broadcast room (the deadline
+    # itself is tested with a hanging broker in test_status.py).
+    settings.SYSTEM_STATUS_PROBE_TIMEOUT_SECONDS = 10
     selectors.status_cache_clear()
     yield
     selectors.status_cache_clear()
